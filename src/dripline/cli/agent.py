@@ -1,0 +1,184 @@
+"""dl-agent: send one request (or reply, or alert) to the mesh and print what comes back.
+
+Command line as the reference's (reference §8.1):
+    dl-agent [options] get|set|cmd|reply|alert ROUTING_KEY [values...] [key=value...]
+Exit status = return code // 100 (0 success or warning, 1 broker, 2 resource, 3 service,
+4 client: timeout / unroutable / bad lockout key, 9 unhandled exception).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .common import add_common_options, resolve, setup_logging
+
+__all__ = ["main"]
+
+# configuration keys that steer dl-agent itself and are not part of the payload (reference §8.1)
+NON_PAYLOAD_KEYS = {"dripline_mesh", "auth_file", "auth_groups", "timeout", "json_print",
+                    "pretty_print", "suppress_output", "rk", "specifier", "lockout_key", "return",
+                    "save", "values", "option_values", "dry_run_msg"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dl-agent", description="Send a dripline request and print the reply.",
+        epilog="examples:  dl-agent get peaches    dl-agent set peaches 0.8    "
+               "dl-agent cmd my_store -s ping    dl-agent cmd pump -s start rate=3")
+    parser.add_argument("operation", choices=["get", "set", "cmd", "reply", "alert"])
+    parser.add_argument("routing_key", help="target endpoint (or reply_to / alert routing key)")
+    parser.add_argument("words", nargs="*", metavar="value|key=value",
+                        help="positional values become payload 'values'; key=value adds payload keys")
+    add_common_options(parser, "dl-agent")
+    r = parser.add_argument_group("request")
+    r.add_argument("-s", "--specifier", help="specifier header (attribute or command name)")
+    r.add_argument("-t", "--timeout", type=float, default=None, help="seconds to wait for the reply "
+                   "(default 10; 0 waits forever)")
+    r.add_argument("-k", "--lockout-key", help="lockout key (uuid) for a locked endpoint")
+    r.add_argument("-P", "--payload", nargs="+", metavar="TEXT", help="strings stored under the payload key 'payload'")
+    r.add_argument("--values", nargs="+", dest="option_values", metavar="TEXT",
+                   help="values appended (as strings) after the positional values")
+    r.add_argument("--return-code", type=int, default=0, help="return code of a 'reply'")
+    r.add_argument("--return-msg", default="", help="return message of a 'reply'")
+    o = parser.add_argument_group("output")
+    o.add_argument("--suppress-output", action="store_true", help="print nothing on success")
+    o.add_argument("--json-print", action="store_true", help="print the whole reply as compact JSON")
+    o.add_argument("--pretty-print", action="store_true", help="print the whole reply as indented JSON")
+    o.add_argument("--dry-run-msg", action="store_true", help="print the message instead of sending it")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_intermixed_args(argv)
+    setup_logging(args.verbose, args.quiet)
+    code = run(args)
+    sys.exit(min(code // 100, 255))
+
+
+def run(args: argparse.Namespace) -> int:
+    from dripline.core.exceptions import DriplineError
+    try:
+        res = resolve(args, list(args.words))
+        message = build_message(args, res)
+    except DriplineError as err:
+        print(f"dl-agent: {err.message}", file=sys.stderr)
+        return err.return_code if err.return_code >= 100 else 400
+    if args.dry_run_msg:
+        print(_render(message, args, dry=True))
+        return 3
+    try:
+        return _send(args, res, message)
+    except DriplineError as err:
+        print(f"dl-agent: {err.message}", file=sys.stderr)
+        return err.return_code
+    except KeyboardInterrupt:
+        return 0
+
+
+def build_message(args: argparse.Namespace, res: Any):
+    from dripline.core.exceptions import DriplineError
+    from dripline.core.message import MsgAlert, MsgReply
+    from dripline.core.request_sender import build_request
+    from dripline.core.message import op_t
+    config = res.config
+    payload = {k: v for k, v in config.items() if k not in NON_PAYLOAD_KEYS}
+    if args.payload:
+        payload["payload"] = list(args.payload)
+    values = list(config.get("values") or []) + list(res.ordered) + list(args.option_values or [])
+    if values or args.operation in ("set", "cmd"):
+        payload["values"] = values
+    if args.operation == "set" and not values:
+        raise DriplineError('"set" needs a value: dl-agent set ENDPOINT VALUE', 401)
+    specifier = args.specifier if args.specifier is not None else config.get("specifier")
+    if args.operation in ("get", "set", "cmd"):
+        if args.operation == "get" and payload == {}:
+            payload = {}
+        key = args.lockout_key or config.get("lockout_key")
+        return build_request(op_t[args.operation], args.routing_key, specifier, payload, key)
+    if args.operation == "reply":
+        return MsgReply.create(args.return_code, args.return_msg, payload or None,
+                               routing_key=args.routing_key, specifier=specifier or "")
+    return MsgAlert.create(payload=payload or None, routing_key=args.routing_key,
+                           specifier=specifier or "")
+
+
+def _send(args: argparse.Namespace, res: Any, message: Any) -> int:
+    import asyncio
+
+    from dripline.core.core import Core
+    from dripline.core.loop_thread import new_event_loop
+
+    timeout = args.timeout if args.timeout is not None else res.config.get("timeout", 10)
+
+    async def go() -> int:
+        core = Core(res.mesh, res.auth, connection_name="dripline:dl-agent")
+        await core.start()
+        try:
+            if not message.is_request():
+                core.send(message)
+                await asyncio.sleep(0)  # let the frame be written before closing
+                return 0
+            reply = await core.request(message, timeout or None)
+        finally:
+            await core.close()
+        if not args.suppress_output:
+            print(_render(reply, args))
+        _save(reply, res.config.get("save"))
+        return reply.return_code
+
+    loop = new_event_loop()
+    try:
+        return loop.run_until_complete(go())
+    finally:
+        loop.close()
+
+
+def _save(reply: Any, path: str | None) -> None:
+    if not path or reply.payload is None:
+        return
+    from dripline.core.exceptions import DriplineError
+    try:
+        with open(path, "w") as fh:
+            if path.endswith((".yaml", ".yml")):
+                import yaml
+                yaml.safe_dump(reply.payload, fh)
+            else:
+                json.dump(reply.payload, fh, indent=2)
+    except OSError as err:
+        raise DriplineError(f"cannot save the reply payload to {path}: {err}", 402) from None
+
+
+def _render(message: Any, args: argparse.Namespace, dry: bool = False) -> str:
+    if args.json_print:
+        return json.dumps(message.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+    if args.pretty_print:
+        return json.dumps(message.to_dict(), sort_keys=True, indent=2, default=str)
+    return render_text(message, dry)
+
+
+def render_text(message: Any, dry: bool = False) -> str:
+    """Human-readable: return code and message first, then the payload as indented JSON."""
+    from dripline.core.return_codes import get_return_codes_map
+    lines = []
+    if message.is_reply():
+        code = get_return_codes_map().get(message.return_code)
+        label = code.name if code is not None else "application-specific"
+        lines.append(f"{message.return_code} ({label}){': ' + message.return_message if message.return_message else ''}")
+        who = (message.sender_info or {}).get("service_name")
+        if who and who != "unknown":
+            lines.append(f"from service {who}")
+    else:
+        head = "would send" if dry else "sent"
+        op = getattr(message, "message_operation", None)
+        lines.append(f"{head} {message.message_type.name}"
+                     f"{' ' + op.name if op is not None else ''} to {message.routing_key}"
+                     f"{' (specifier ' + str(message.specifier) + ')' if message.specifier else ''}")
+    lines.append(json.dumps(message.payload, indent=2, sort_keys=True, default=str))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,96 @@
+"""Options every dripline command shares, and the configuration they assemble.
+
+argparse rather than click: the reference's command lines mix options, positional values (which
+may be negative numbers) and `key=value` words in any order, and must keep working unchanged.
+Configuration stages (reference §7.3): defaults < -c file < key=value words < options < ENV{...}.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["add_common_options", "resolve", "Resolved", "setup_logging", "version_string"]
+
+MESH_OPTIONS = {  # option dest -> dripline_mesh key
+    "broker": "broker", "port": "broker_port", "requests_exchange": "requests_exchange",
+    "alerts_exchange": "alerts_exchange", "max_payload": "max_payload_size",
+    "heartbeat_routing_key": "heartbeat_routing_key",
+    "max_connection_attempts": "max_connection_attempts",
+}
+
+
+def version_string(prog: str) -> str:
+    from dripline import __version__
+    return f"{prog} (dripline-python, pure Python) {__version__}; dripline protocol 3.0.0"
+
+
+def add_common_options(parser: argparse.ArgumentParser, prog: str) -> None:
+    g = parser.add_argument_group("configuration")
+    g.add_argument("-c", "--config", metavar="FILE", help="YAML or JSON configuration file")
+    g.add_argument("--config-encoding", choices=["yaml", "json"], help="force the config file format")
+    g.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeatable)")
+    g.add_argument("-q", "--quiet", action="count", default=0, help="less log output (repeatable)")
+    g.add_argument("-V", "--version", action="version", version=version_string(prog))
+    a = parser.add_argument_group("authentication")
+    a.add_argument("-u", "--username", help="broker user name (default guest, env DRIPLINE_USER)")
+    a.add_argument("--password", help="broker password (prefer --password-file or DRIPLINE_PASSWORD)")
+    a.add_argument("--password-file", metavar="FILE", help="file whose content is the broker password")
+    a.add_argument("--auth-file", metavar="FILE", help='JSON/YAML file {"dripline": {"username": .., "password": ..}}')
+    m = parser.add_argument_group("mesh")
+    m.add_argument("-b", "--broker", help="broker host (default localhost)")
+    m.add_argument("-p", "--port", type=int, help="broker port (default 5672)")
+    m.add_argument("--requests-exchange")
+    m.add_argument("--alerts-exchange")
+    m.add_argument("--max-payload", type=int, metavar="BYTES", help="chunk size of message bodies")
+    m.add_argument("--heartbeat-routing-key")
+    m.add_argument("--max-connection-attempts", type=int)
+
+
+@dataclass
+class Resolved:
+    config: dict
+    mesh: dict
+    auth: Any
+    ordered: list = field(default_factory=list)
+    config_path: str | None = None
+
+
+def resolve(args: argparse.Namespace, words: list[str], defaults: dict | None = None,
+            extra_auth_groups: dict | None = None) -> Resolved:
+    """Assemble the configuration and credentials; raises ConfigError (nothing is connected)."""
+    from dripline.core import config as cfg
+    config: dict = dict(defaults or {})
+    path = getattr(args, "config", None)
+    if path:
+        config = cfg.merge(config, cfg.load_config_file(path))
+    keywords, ordered = cfg.parse_cli_args(words)
+    config = cfg.merge(config, keywords)
+    mesh_over = {MESH_OPTIONS[k]: v for k in MESH_OPTIONS if (v := getattr(args, k, None)) is not None}
+    if mesh_over:
+        config = cfg.merge(config, {"dripline_mesh": mesh_over})
+    config = cfg.substitute_env(config)
+    mesh = cfg.mesh_config(config.get("dripline_mesh"), source=path)
+    auth_file = args.auth_file or config.get("auth_file")
+    if auth_file and not os.path.isabs(auth_file) and path and not os.path.exists(auth_file):
+        candidate = os.path.join(os.path.dirname(os.path.abspath(path)), auth_file)
+        if os.path.exists(candidate):
+            auth_file = candidate
+    auth = cfg.build_authentication(auth_file=auth_file, username=args.username,
+                                    password=args.password, password_file=args.password_file,
+                                    extra_groups=extra_auth_groups)
+    return Resolved(config, mesh, auth, ordered, path)
+
+
+def setup_logging(verbose: int, quiet: int, default: int = logging.WARNING) -> None:
+    level = default - 10 * verbose + 10 * quiet
+    level = min(max(level, logging.DEBUG), logging.CRITICAL)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("pika").setLevel(max(level, logging.WARNING if level > logging.DEBUG else logging.INFO))

@@ -1,0 +1,150 @@
+"""dl-mon: watch requests, replies and alerts on the mesh.
+
+    dl-mon -r 'my_store.#' -a 'sensor_value.#' [--json-print | --pretty-print]
+
+Binds a private queue `monitor_<uuid>` to the given keys and prints every message that arrives
+(chunked messages reassembled). Unlike the reference, --json-print / --pretty-print are honoured:
+one JSON object per line, or indented JSON. Note that binding request keys makes those requests
+routable, so a requester will not get the immediate "unroutable" error while dl-mon runs.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+import uuid
+from typing import Any
+
+from .common import add_common_options, resolve, setup_logging
+
+__all__ = ["main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dl-mon", description="Print dripline traffic.")
+    parser.add_argument("words", nargs="*", metavar="key=value",
+                        help="configuration words, e.g. request_key=K alert_key=K")
+    add_common_options(parser, "dl-mon")
+    parser.add_argument("-r", "--requests", nargs="+", default=[], metavar="KEY",
+                        help="binding keys on the requests exchange (wildcards * and # allowed)")
+    parser.add_argument("-a", "--alerts", nargs="+", default=[], metavar="KEY",
+                        help="binding keys on the alerts exchange, e.g. '#' for everything")
+    parser.add_argument("--json-print", action="store_true", help="one compact JSON object per message")
+    parser.add_argument("--pretty-print", action="store_true", help="indented JSON per message")
+    parser.add_argument("-n", "--max-messages", type=int, default=0,
+                        help="exit after this many messages (0: run until Ctrl-C)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_intermixed_args(argv)
+    setup_logging(args.verbose, args.quiet)
+    sys.exit(run(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    from dripline.core.exceptions import DriplineError
+    from dripline.core.loop_thread import new_event_loop
+    try:
+        res = resolve(args, list(args.words))
+    except DriplineError as err:
+        print(f"dl-mon: {err.message}", file=sys.stderr)
+        return 1
+    request_keys = list(args.requests) + _as_list(res.config.get("request_key")) + _as_list(res.config.get("request_keys"))
+    alert_keys = list(args.alerts) + _as_list(res.config.get("alert_key")) + _as_list(res.config.get("alert_keys"))
+    if not request_keys and not alert_keys:
+        print("dl-mon: no keys to monitor; give -r KEY (requests) and/or -a KEY (alerts)", file=sys.stderr)
+        return 1
+    loop = new_event_loop()
+    try:
+        return loop.run_until_complete(_monitor(args, res, request_keys, alert_keys))
+    except DriplineError as err:
+        print(f"dl-mon: {err.message}", file=sys.stderr)
+        return 1
+    finally:
+        loop.close()
+
+
+def _as_list(value: Any) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+async def _monitor(args: argparse.Namespace, res: Any, request_keys: list, alert_keys: list) -> int:
+    from dripline.core.core import Core
+    from dripline.core.exceptions import DecodeError
+    from dripline.core.message import Reassembler
+
+    core = Core(res.mesh, res.auth, connection_name="dripline:dl-mon")
+    await core.start()
+    conn = core.connection
+    queue = await conn.declare_queue(f"monitor_{uuid.uuid4()}")
+    for key in request_keys:
+        await conn.bind(queue, core.requests_exchange, key)
+    for key in alert_keys:
+        await conn.bind(queue, core.alerts_exchange, key)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, done.set)
+    assembler = Reassembler()
+    count = 0
+
+    def show(msg: Any) -> None:
+        nonlocal count
+        print(render(msg, args), flush=True)
+        count += 1
+        if args.max_messages and count >= args.max_messages:
+            done.set()
+
+    def on_message(routing_key: str, body: bytes, properties: Any, ack: Any) -> None:
+        try:
+            msg = assembler.feed(routing_key, body, properties, time.monotonic())
+        except DecodeError as err:
+            print(f"undecodable message on {routing_key}: {err.message}", flush=True)
+            return
+        if msg is not None:
+            show(msg)
+
+    async def expire_loop() -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            for msg in assembler.expire(time.monotonic()):
+                show(msg)
+
+    await conn.consume(queue, on_message)
+    print(f"dl-mon: watching requests {request_keys or '-'} and alerts {alert_keys or '-'} "
+          f"on {conn.address} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    expirer = loop.create_task(expire_loop())
+    try:
+        await done.wait()
+    finally:
+        expirer.cancel()
+        await conn.delete_queue(queue)
+        await core.close()
+    return 0
+
+
+def render(msg: Any, args: argparse.Namespace) -> str:
+    if args.json_print:
+        return json.dumps(msg.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+    if args.pretty_print:
+        return json.dumps(msg.to_dict(), sort_keys=True, indent=2, default=str)
+    kind = msg.message_type.name
+    detail = ""
+    if msg.is_request():
+        detail = f" {msg.message_operation.name}"
+    elif msg.is_reply():
+        detail = f" {msg.return_code}{' ' + msg.return_message if msg.return_message else ''}"
+    sender = (msg.sender_info or {}).get("service_name", "?")
+    spec = f" [{msg.specifier}]" if msg.specifier else ""
+    payload = json.dumps(msg.payload, sort_keys=True, default=str)
+    return f"{msg.timestamp} {kind:7} {msg.routing_key}{spec}{detail} from {sender}: {payload}"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

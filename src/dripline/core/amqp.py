@@ -1,0 +1,443 @@
+"""The broker connection: the only module that knows the AMQP library (pika).
+
+Why this shape:
+* One persistent connection and one channel per process (the reference opens a new TCP connection
+  for every message it sends, which costs milliseconds each time).
+* pika's AsyncioConnection was the fastest Python client measured on these machines
+  (../shared/bench/RESULTS.md: ~2000 replies/s at 64 in flight against ~1550 for aiormq and ~940
+  for aio-pika). Its callback API is wrapped here into a few awaitables.
+* The broker may go away at any time. Everything declared through this class (exchanges, queues,
+  bindings, consumers) is remembered as *topology* and replayed after a reconnect, so services come
+  back by themselves. Whoever waits on the connection is told at once when it is lost.
+* dripline-cpp reads ``message_type``, ``message_operation`` and ``return_code`` as unsigned 32-bit
+  header fields; pika writes Python ints as signed. The codec marks those ints as ``UInt32`` and the
+  encoder patch below writes them as AMQP ``i``.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+import pika
+import pika.data
+from pika.adapters.asyncio_connection import AsyncioConnection
+from pika.exchange_type import ExchangeType
+
+from .exceptions import ConnectionError_, DriplineError
+from .message import UInt32, WireMessage
+
+__all__ = ["Connection", "Queue", "OWN_NAME", "BrokerAddress"]
+
+logger = logging.getLogger(__name__)
+
+# ---------------------------------------------------------------------------------------------
+# unsigned 32-bit header integers
+_pika_encode_value = pika.data.encode_value
+
+
+def _encode_value(pieces: list, value: Any) -> int:
+    if type(value) is UInt32:
+        pieces.append(struct.pack(">cI", b"i", value))
+        return 5
+    return _pika_encode_value(pieces, value)
+
+
+pika.data.encode_value = _encode_value
+
+# a binding key that means "whatever name the broker gave this queue" (reply queues)
+OWN_NAME = object()
+
+MessageCallback = Callable[[str, bytes, Any, Callable[[], None] | None], None]
+
+
+@dataclass
+class BrokerAddress:
+    host: str = "localhost"
+    port: int = 5672
+    username: str = "guest"
+    password: str = field(default="guest", repr=False)
+    vhost: str = "/"
+
+    def __str__(self) -> str:  # never the password
+        return f"amqp://{self.username}@{self.host}:{self.port}{self.vhost}"
+
+
+@dataclass(eq=False)
+class Queue:
+    """A queue this process declared; `name` may change after a reconnect (server-named queues)."""
+
+    requested_name: str
+    exclusive: bool = True
+    auto_delete: bool = True
+    durable: bool = False
+    name: str = ""
+    bindings: list[tuple[str, Any]] = field(default_factory=list)
+    consumer: MessageCallback | None = None
+    no_ack: bool = True
+    consumer_tag: str | None = None
+    on_renamed: list[Callable[[str], None]] = field(default_factory=list)
+
+
+class Connection:
+    """An asyncio connection to RabbitMQ with remembered topology and automatic reconnection.
+
+    All methods must be called from the event loop's thread.
+    """
+
+    def __init__(self, address: BrokerAddress, *, max_connection_attempts: int = 10,
+                 name: str = "dripline", prefetch: int = 0,
+                 reconnect: bool = True, heartbeat_s: int = 60) -> None:
+        self.address = address
+        self.max_connection_attempts = max(1, int(max_connection_attempts))
+        self.name = name
+        self.prefetch = prefetch
+        self.reconnect = reconnect
+        self.heartbeat_s = heartbeat_s
+        self._conn: AsyncioConnection | None = None
+        self._channel = None
+        self._exchanges: list[str] = []
+        self._queues: list[Queue] = []
+        self._pending: set[asyncio.Future] = set()
+        self._closing = False
+        self._ready = asyncio.Event()
+        self._reconnect_task: asyncio.Task | None = None
+        self.on_return: Callable[[Any, str], None] | None = None
+        self.on_lost: list[Callable[[BaseException], None]] = []
+        self.on_restored: list[Callable[[], Awaitable[None] | None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.connected_once = False
+
+    # -------------------------------------------------------------- connect / close
+    @property
+    def is_open(self) -> bool:
+        return self._ready.is_set()
+
+    async def connect(self) -> None:
+        """Open the connection, retrying with back-off up to max_connection_attempts."""
+        self._loop = asyncio.get_running_loop()
+        self._closing = False
+        await self._connect_with_retry(self.max_connection_attempts)
+        self.connected_once = True
+
+    async def _connect_with_retry(self, attempts: int | None) -> None:
+        n = 0
+        while True:
+            n += 1
+            try:
+                await self._open_once()
+                if n > 1:
+                    logger.info("connected to %s after %d attempts", self.address, n)
+                return
+            except _HardConnectError as err:
+                raise ConnectionError_(str(err)) from None
+            except ConnectionError_ as err:
+                if self._closing:
+                    raise
+                if attempts is not None and n >= attempts:
+                    raise ConnectionError_(
+                        f"cannot connect to the broker at {self.address} after {n} attempt(s): {err.message}. "
+                        "Is RabbitMQ running there? (set the host with -b/--broker, the port with -p/--port)"
+                    ) from None
+                delay = min(0.1 * 2 ** n, 5.0)
+                logger.warning("connection attempt %d%s to %s failed (%s); retrying in %.1f s",
+                               n, f"/{attempts}" if attempts else "", self.address, err.message, delay)
+                await asyncio.sleep(delay)
+
+    async def _open_once(self) -> None:
+        loop = asyncio.get_running_loop()
+        opened: asyncio.Future = loop.create_future()
+        a = self.address
+        params = pika.ConnectionParameters(
+            host=a.host, port=a.port, virtual_host=a.vhost,
+            credentials=pika.PlainCredentials(a.username, a.password),
+            heartbeat=self.heartbeat_s, frame_max=131072, connection_attempts=1,
+            socket_timeout=5, stack_timeout=10, blocked_connection_timeout=30,
+            client_properties={"connection_name": self.name, "product": "dripline-python (pure)"},
+        )
+
+        def on_open(conn):
+            if not opened.done():
+                opened.set_result(conn)
+
+        def on_open_error(conn, err):
+            if not opened.done():
+                opened.set_exception(_classify_open_error(err, a))
+
+        try:
+            conn = AsyncioConnection(params, on_open_callback=on_open,
+                                     on_open_error_callback=on_open_error,
+                                     on_close_callback=self._on_connection_closed,
+                                     custom_ioloop=loop)
+        except Exception as err:  # e.g. name resolution raised synchronously
+            raise ConnectionError_(str(err)) from None
+        try:
+            await opened
+        except asyncio.CancelledError:
+            conn.close()
+            raise
+        self._conn = conn
+        self._channel = await self._open_channel()
+        await self._replay_topology()
+        self._ready.set()
+
+    async def _open_channel(self):
+        fut = self._loop.create_future()
+        self._conn.channel(on_open_callback=lambda ch: fut.done() or fut.set_result(ch))
+        channel = await self._wait(fut)
+        channel.add_on_close_callback(self._on_channel_closed)
+        channel.add_on_return_callback(self._on_returned)
+        if self.prefetch:
+            await self._call(channel.basic_qos, prefetch_count=self.prefetch)
+        return channel
+
+    async def close(self) -> None:
+        """Close for good: no reconnect; cancel consumers and let auto-delete queues go."""
+        self._closing = True
+        if self._reconnect_task:
+            self._reconnect_task.cancel()
+        self._ready.clear()
+        conn, self._conn = self._conn, None
+        if conn is not None and conn.is_open:
+            done = self._loop.create_future()
+            self._close_waiter = done
+            try:
+                conn.close()
+                await asyncio.wait_for(done, 5)
+            except (asyncio.TimeoutError, Exception):  # closing is best effort
+                pass
+        self._fail_pending(ConnectionError_("connection closed"))
+
+    # -------------------------------------------------------------- failure handling
+    def _on_connection_closed(self, conn, reason) -> None:
+        waiter = getattr(self, "_close_waiter", None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if conn is not self._conn:
+            return  # a half-open attempt; its error was reported by on_open_error
+        was_ready = self._ready.is_set()
+        self._ready.clear()
+        self._channel = None
+        if self._closing:
+            return
+        err = ConnectionError_(f"connection to the broker at {self.address} lost: {reason}")
+        logger.warning("%s", err.message)
+        self._fail_pending(err)
+        for cb in list(self.on_lost):
+            try:
+                cb(err)
+            except Exception:
+                logger.exception("error in connection-lost callback")
+        if self.reconnect and was_ready:
+            self._reconnect_task = self._loop.create_task(self._reconnect_forever())
+
+    def _on_channel_closed(self, channel, reason) -> None:
+        if channel is not self._channel or self._closing:
+            return
+        # a channel-level error (e.g. a queue locked by another connection); the connection lives on
+        logger.debug("channel closed: %s", reason)
+        self._channel = None
+        self._ready.clear()
+        err = _channel_error(reason)
+        self._fail_pending(err)
+        if self._conn is not None and self._conn.is_open:
+            self._loop.create_task(self._reopen_channel())
+
+    async def _reopen_channel(self) -> None:
+        try:
+            self._channel = await self._open_channel()
+            await self._replay_topology()
+            self._ready.set()
+        except DriplineError as err:
+            logger.error("could not reopen the AMQP channel: %s", err.message)
+            if self._conn is not None and self._conn.is_open:
+                self._conn.close()
+
+    async def _reconnect_forever(self) -> None:
+        while not self._closing:
+            try:
+                await self._connect_with_retry(None)
+            except ConnectionError_ as err:
+                logger.error("%s", err.message)
+                await asyncio.sleep(5)
+                continue
+            logger.info("reconnected to %s; queues and bindings restored", self.address)
+            for cb in list(self.on_restored):
+                try:
+                    res = cb()
+                    if asyncio.iscoroutine(res):
+                        await res
+                except Exception:
+                    logger.exception("error in connection-restored callback")
+            return
+
+    def _fail_pending(self, err: BaseException) -> None:
+        pending, self._pending = self._pending, set()
+        for fut in pending:
+            if not fut.done():
+                fut.set_exception(err)
+
+    def _on_returned(self, channel, method, properties, body) -> None:
+        text = f"{method.reply_code} {method.reply_text}: no queue is bound to routing key " \
+               f"'{method.routing_key}' on exchange '{method.exchange}'"
+        if self.on_return is not None:
+            self.on_return(properties, text)
+        else:
+            logger.warning("message returned by the broker: %s", text)
+
+    # -------------------------------------------------------------- awaiting pika callbacks
+    async def _wait(self, fut: asyncio.Future, timeout: float = 30):
+        self._pending.add(fut)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            raise ConnectionError_("the broker did not answer within %s s" % timeout) from None
+        finally:
+            self._pending.discard(fut)
+
+    async def _call(self, method, *args, **kwargs):
+        fut = self._loop.create_future()
+        method(*args, callback=lambda frame: fut.done() or fut.set_result(frame), **kwargs)
+        return await self._wait(fut)
+
+    async def _ensure_ready(self) -> None:
+        if not self._ready.is_set():
+            if self._closing or not self.connected_once:
+                raise ConnectionError_(f"not connected to the broker at {self.address}")
+            await asyncio.wait_for(self._ready.wait(), 60)
+
+    # -------------------------------------------------------------- topology
+    async def declare_exchange(self, name: str) -> None:
+        """Declare a topic exchange exactly as dripline-cpp does (non-durable, not auto-delete)."""
+        await self._ensure_ready()
+        await self._declare_exchange(name)
+        if name not in self._exchanges:
+            self._exchanges.append(name)
+
+    async def _declare_exchange(self, name: str) -> None:
+        await self._call(self._channel.exchange_declare, exchange=name,
+                         exchange_type=ExchangeType.topic, durable=False, auto_delete=False)
+
+    async def declare_queue(self, name: str = "", *, exclusive: bool = True, auto_delete: bool = True,
+                            durable: bool = False) -> Queue:
+        await self._ensure_ready()
+        q = Queue(requested_name=name, exclusive=exclusive, auto_delete=auto_delete, durable=durable)
+        await self._declare_queue(q)
+        self._queues.append(q)
+        return q
+
+    async def _declare_queue(self, q: Queue) -> None:
+        frame = await self._call(self._channel.queue_declare, queue=q.requested_name,
+                                 exclusive=q.exclusive, auto_delete=q.auto_delete, durable=q.durable)
+        old, q.name = q.name, frame.method.queue
+        if old and old != q.name:
+            for cb in q.on_renamed:
+                cb(q.name)
+
+    async def bind(self, queue: Queue, exchange: str, key: Any) -> None:
+        """Bind `queue` to `exchange` with `key` (or OWN_NAME: the queue's own name)."""
+        await self._ensure_ready()
+        await self._bind(queue, exchange, key)
+        queue.bindings.append((exchange, key))
+
+    async def _bind(self, queue: Queue, exchange: str, key: Any) -> None:
+        rk = queue.name if key is OWN_NAME else key
+        await self._call(self._channel.queue_bind, queue=queue.name, exchange=exchange, routing_key=rk)
+
+    async def unbind(self, queue: Queue, exchange: str, key: str) -> None:
+        await self._ensure_ready()
+        await self._call(self._channel.queue_unbind, queue=queue.name, exchange=exchange, routing_key=key)
+        if (exchange, key) in queue.bindings:
+            queue.bindings.remove((exchange, key))
+
+    async def consume(self, queue: Queue, callback: MessageCallback, *, no_ack: bool = True) -> None:
+        """Deliver every message of `queue` to callback(routing_key, body, properties, ack).
+
+        `ack` is None with no_ack=True; otherwise calling it acknowledges that message.
+        """
+        await self._ensure_ready()
+        queue.consumer, queue.no_ack = callback, no_ack
+        await self._consume(queue)
+
+    async def _consume(self, queue: Queue) -> None:
+        callback, no_ack, channel = queue.consumer, queue.no_ack, self._channel
+
+        if no_ack:
+            def on_message(ch, method, properties, body):
+                callback(method.routing_key, body, properties, None)
+        else:
+            def on_message(ch, method, properties, body):
+                tag = method.delivery_tag
+                callback(method.routing_key, body, properties,
+                         lambda: ch.is_open and ch.basic_ack(tag))
+
+        fut = self._loop.create_future()
+        queue.consumer_tag = channel.basic_consume(
+            queue.name, on_message, auto_ack=no_ack, exclusive=queue.exclusive,
+            callback=lambda frame: fut.done() or fut.set_result(frame))
+        await self._wait(fut)
+
+    async def delete_queue(self, queue: Queue) -> None:
+        if queue in self._queues:
+            self._queues.remove(queue)
+        if not self.is_open:
+            return
+        if queue.consumer_tag:
+            await self._call(self._channel.basic_cancel, consumer_tag=queue.consumer_tag)
+        await self._call(self._channel.queue_delete, queue=queue.name)
+
+    async def _replay_topology(self) -> None:
+        for name in self._exchanges:
+            await self._declare_exchange(name)
+        for q in self._queues:
+            await self._declare_queue(q)
+            for exchange, key in q.bindings:
+                await self._bind(q, exchange, key)
+            if q.consumer is not None:
+                await self._consume(q)
+
+    # -------------------------------------------------------------- publishing
+    def publish(self, exchange: str, wire: WireMessage) -> None:
+        """Publish one AMQP message now; raise ConnectionError_ when not connected."""
+        channel = self._channel
+        if channel is None or not self._ready.is_set():
+            raise ConnectionError_(f"not connected to the broker at {self.address}; message to "
+                                   f"'{wire.routing_key}' not sent")
+        p = wire.properties
+        props = pika.BasicProperties(content_encoding=p.content_encoding,
+                                     correlation_id=p.correlation_id, message_id=p.message_id,
+                                     reply_to=p.reply_to, headers=p.headers)
+        channel.basic_publish(exchange, wire.routing_key, wire.body, props, wire.mandatory)
+
+    async def wait_ready(self, timeout: float | None = None) -> None:
+        await asyncio.wait_for(self._ready.wait(), timeout)
+
+
+# ---------------------------------------------------------------------------------------------
+class _HardConnectError(Exception):
+    """Retrying will not help (wrong credentials, vhost missing)."""
+
+
+def _classify_open_error(err: BaseException, address: BrokerAddress) -> Exception:
+    from pika import exceptions as pe
+    if isinstance(err, (pe.ProbableAuthenticationError, pe.AuthenticationError)):
+        return _HardConnectError(
+            f"the broker at {address.host}:{address.port} refused the credentials of user "
+            f"'{address.username}'. Check --username/--password, --auth-file, or the "
+            "DRIPLINE_USER / DRIPLINE_PASSWORD environment variables")
+    if isinstance(err, pe.ProbableAccessDeniedError):
+        return _HardConnectError(f"access to virtual host '{address.vhost}' denied for user "
+                                 f"'{address.username}' at {address.host}:{address.port}")
+    text = str(err) or type(err).__name__
+    return ConnectionError_(text)
+
+
+def _channel_error(reason: BaseException) -> DriplineError:
+    code = getattr(reason, "reply_code", None)
+    text = getattr(reason, "reply_text", str(reason))
+    if code == 405:  # RESOURCE_LOCKED: an exclusive queue owned by another connection
+        return DriplineError(f"the broker refused: {text}. Another process already holds this "
+                             "queue: is a service with the same name already running?", 101)
+    return DriplineError(f"the broker closed the channel: {code} {text}", 100)

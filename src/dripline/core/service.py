@@ -1,0 +1,487 @@
+"""Service: a named endpoint with child endpoints, served from one queue on the mesh.
+
+Concurrency (DESIGN.md §4): the event loop owns the broker connection; requests to the service and
+its synchronous children are handled one at a time on the service's worker thread (instruments on
+one bus are never hit concurrently); `async def` handlers run on the loop; each async child has a
+queue and a worker thread of its own. Because handlers run off the loop, a handler may call
+`self.service.get(...)` and block for the reply.
+
+What the reference does differently, on purpose (docs/compatibility.md): an exception in a handler
+is answered 999 and the service keeps running; replies or alerts reaching a plain service are
+logged and dropped; a request for an endpoint this service does not have gets a 102 reply; the
+service reconnects by itself after the broker restarts; alerts sent while the broker is away are
+kept (bounded) and sent when it is back.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import signal
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from .endpoint import Endpoint
+from .exceptions import ConnectionError_, DecodeError, DriplineError
+from .message import Message, MsgAlert, MsgReply, MsgRequest, Reassembler, default_sender_info
+from .request_sender import RequestSender
+from .scheduler import Scheduler
+
+__all__ = ["Service"]
+
+logger = logging.getLogger(__name__)
+
+ALERT_BUFFER_SIZE = 10000
+
+
+class _Worker:
+    """A single thread that runs handlers in arrival order."""
+
+    def __init__(self, name: str) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self.thread_ident: int | None = None
+        self.executor.submit(self._note_ident)
+
+    def _note_ident(self) -> None:
+        self.thread_ident = threading.get_ident()
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class Service(Endpoint, RequestSender):
+    """A dripline service (reference constructor keywords; unknown keywords are ignored).
+
+    Typical use is through `dl-serve -c service.yaml`; in Python::
+
+        svc = Service("my_store", endpoints=[{"name": "peaches", "module": "KeyValueStore"}])
+        svc.run()   # until SIGINT/SIGTERM
+    """
+
+    def __init__(self, name: str, make_connection: bool = True, endpoints: list | None = None,
+                 add_endpoints_now: bool = True, enable_scheduling: bool = False,
+                 broadcast_key: str = "broadcast", loop_timeout_ms: int = 1000,
+                 message_wait_ms: int = 1000, heartbeat_interval_s: float = 60,
+                 username: Any = None, password: Any = None, authentication_obj: Any = None,
+                 dripline_mesh: dict | None = None, timeout_s: float = 10,
+                 confirm_retcodes: bool = True, **kwargs: Any) -> None:
+        Endpoint.__init__(self, name, **kwargs)
+        from .core import Core
+        self.core = Core(dripline_mesh, authentication_obj, make_connection=make_connection,
+                         service_name=name, username=username, password=password,
+                         message_wait_ms=message_wait_ms, connection_name=f"dripline:{name}")
+        self.id = uuid.uuid4()
+        self.broadcast_key = broadcast_key
+        self.loop_timeout_ms = loop_timeout_ms
+        self.message_wait_ms = message_wait_ms
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.enable_scheduling = enable_scheduling
+        self.timeout_s = timeout_s
+        self.confirm_retcodes = confirm_retcodes
+        self.sync_children: dict[str, Endpoint] = {}
+        self.async_children: dict[str, Endpoint] = {}
+        self._endpoint_configs = list(endpoints or [])
+        self._service = self
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._worker: _Worker | None = None
+        self._child_workers: dict[str, _Worker] = {}
+        self._assembler = Reassembler(wait_s=message_wait_ms / 1000)
+        self._expiry: asyncio.TimerHandle | None = None
+        self._queues: list = []
+        self._stop_event: asyncio.Event | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self._alert_buffer: collections.deque = collections.deque(maxlen=ALERT_BUFFER_SIZE)
+        self._scheduler = Scheduler(self._run_on_worker)
+        self.started = threading.Event()
+        self.sender_info = default_sender_info(name)
+        if add_endpoints_now:
+            self.add_endpoints_from_config()
+
+    # ------------------------------------------------------------------ children
+    @property
+    def auth(self) -> Any:
+        return self.core.auth
+
+    @property
+    def make_connection(self) -> bool:
+        return self.core.make_connection
+
+    def __getattr__(self, name: str) -> Any:
+        # the reference exposes the Core's mesh properties on the service (address, port, ...)
+        if name in ("address", "broker", "port", "requests_exchange", "alerts_exchange",
+                    "max_payload_size", "heartbeat_routing_key", "max_connection_attempts",
+                    "username"):
+            return getattr(self.__dict__["core"], name)
+        raise AttributeError(f"{type(self).__name__!s} object has no attribute {name!r}")
+
+    def add_endpoints_from_config(self) -> None:
+        """Build the endpoints listed in the `endpoints` configuration and attach them."""
+        from .object_creator import create_object
+        configs, self._endpoint_configs = self._endpoint_configs, []
+        for conf in configs:
+            endpoint = create_object(dict(conf), "Endpoint")
+            self.add_child(endpoint)
+            if _positive_interval(getattr(endpoint, "log_interval", 0)):
+                endpoint.start_logging()
+
+    def add_child(self, endpoint: Endpoint) -> bool:
+        """Attach a synchronous child; its requests are handled serially with the service's."""
+        return self._attach(endpoint, self.sync_children)
+
+    def add_async_child(self, endpoint: Endpoint) -> bool:
+        """Attach a child with its own queue (bound `<name>.#`, no broadcast) and worker thread."""
+        return self._attach(endpoint, self.async_children)
+
+    def _attach(self, endpoint: Endpoint, table: dict) -> bool:
+        name = endpoint.name
+        if "." in name or not name:
+            raise DriplineError(f"endpoint name {name!r} is not usable as a routing key "
+                                "(it must be non-empty and contain no '.')", 300)
+        if name in self.sync_children or name in self.async_children or name == self.name:
+            raise DriplineError(f"service {self.name!r} already has an endpoint named {name!r}; "
+                                "endpoint names must be unique", 300)
+        endpoint.service = self
+        table[name] = endpoint
+        if self.loop is not None and self.loop.is_running():
+            self._call_on_loop(self._bind_new_child, endpoint, table is self.async_children)
+        return True
+
+    def endpoint(self, name: str) -> Endpoint | None:
+        if name == self.name or name == self.broadcast_key:
+            return self
+        return self.sync_children.get(name) or self.async_children.get(name)
+
+    # ------------------------------------------------------------------ scheduling
+    def schedule(self, action: Callable[[], Any], when: Any = None, start: datetime | None = None) -> int:
+        """Run `action` once at a datetime, or every `when` (timedelta or seconds)."""
+        if not self.enable_scheduling:
+            logger.warning("service %s: scheduling is disabled (enable_scheduling is false), so %r "
+                           "will not run", self.name, action)
+        return self._scheduler.schedule(action, when, start)
+
+    def unschedule(self, event_id: int) -> bool:
+        return self._scheduler.unschedule(event_id)
+
+    # ------------------------------------------------------------------ sending
+    def send(self, msg: Message) -> None:
+        """Send a reply or alert from any thread (dry run: raises, as the reference does)."""
+        msg.sender_info = self.sender_info
+        if not self.core.make_connection:
+            self.core.send(msg)  # raises "Thrown ..."
+            return
+        self._call_on_loop(self._send_now, msg)
+
+    def _send_now(self, msg: Message) -> None:
+        try:
+            self.core.send(msg)
+        except ConnectionError_:
+            if msg.is_alert():
+                if len(self._alert_buffer) == self._alert_buffer.maxlen:
+                    logger.warning("alert buffer full (%d): dropping the oldest alert",
+                                   self._alert_buffer.maxlen)
+                self._alert_buffer.append(msg)
+            else:
+                logger.warning("broker unavailable: %s to %s not sent",
+                               "reply" if msg.is_reply() else "message", msg.routing_key)
+
+    def send_alert(self, routing_key: str, payload: Any = None) -> None:
+        self.send(MsgAlert.create(payload=payload, routing_key=routing_key))
+
+    def send_request(self, request: MsgRequest, timeout_s: float | None = None) -> MsgReply:
+        request.sender_info = self.sender_info
+        return self._blocking(self.core.request(request, timeout_s))
+
+    def send_request_all(self, request: MsgRequest, timeout_s: float = 1.0) -> list[MsgReply]:
+        request.sender_info = self.sender_info
+        return self._blocking(self.core.request_all(request, timeout_s))
+
+    def _blocking(self, coro) -> Any:
+        if self.loop is None or not self.loop.is_running():
+            coro.close()
+            raise DriplineError(f"service {self.name} is not running; it cannot send requests yet", 101)
+        if self._on_loop_thread():
+            coro.close()
+            raise DriplineError("a blocking request was made on the event loop (from an async "
+                                "handler); await self.service.core.request(...) there instead", 300)
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def _on_loop_thread(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            return False
+
+    def _call_on_loop(self, fn: Callable, *args: Any) -> None:
+        if self._on_loop_thread():
+            fn(*args)
+        elif self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(fn, *args)
+        else:
+            raise DriplineError(f"service {self.name} is not running", 101)
+
+    # ------------------------------------------------------------------ lifecycle
+    def run(self) -> None:
+        """start, serve until SIGINT/SIGTERM or stop(), then clean up (queue deleted)."""
+        from .loop_thread import new_event_loop
+        loop = new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self.run_async(install_signal_handlers=True))
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            asyncio.set_event_loop(None)
+            loop.close()
+
+    async def run_async(self, install_signal_handlers: bool = False) -> None:
+        await self.start()
+        try:
+            if install_signal_handlers:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    self.loop.add_signal_handler(sig, self._on_signal, sig)
+            await self.listen()
+        finally:
+            if install_signal_handlers:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    self.loop.remove_signal_handler(sig)
+            await self.stop_async()
+
+    def _on_signal(self, sig: int) -> None:
+        logger.info("service %s: received %s, stopping", self.name, signal.Signals(sig).name)
+        self.cancel()
+
+    async def start(self) -> None:
+        """Connect, declare the exchanges and this service's queue(s), bind keys, start consuming."""
+        self.loop = asyncio.get_running_loop()
+        self._stop_event = asyncio.Event()
+        self._worker = _Worker(f"{self.name}-worker")
+        if not self.core.make_connection:
+            logger.warning("service %s: make_connection is false (dry run)", self.name)
+            return
+        await self.core.start()
+        conn = self.core.connection
+        try:
+            queue = await conn.declare_queue(self.name)
+        except DriplineError as err:
+            if "already running" in err.message or "RESOURCE_LOCKED" in err.message:
+                raise DriplineError(f"cannot start service {self.name!r}: a service with that name is "
+                                    "already running on this mesh (its queue is held by another "
+                                    "connection)", 101) from None
+            raise
+        self._queues.append(queue)
+        self.bind_keys(queue)
+        for key in self._binding_keys():
+            await conn.bind(queue, self.core.requests_exchange, key)
+        await self._bind_extra(queue)
+        await conn.consume(queue, self._on_delivery)
+        conn.on_restored.append(self._flush_alert_buffer)
+        for child in self.async_children.values():
+            await self._start_async_child(child)
+        logger.info("service %s listening on %s (endpoints: %s)", self.name, conn.address,
+                    ", ".join(list(self.sync_children) + list(self.async_children)) or "none")
+
+    def bind_keys(self, queue: Any = None) -> None:
+        """Reference hook; subclasses add bindings in `_bind_extra` (e.g. AlertConsumer)."""
+
+    def _binding_keys(self) -> list[str]:
+        return [f"{self.name}.#", f"{self.broadcast_key}.#"] + [f"{c}.#" for c in self.sync_children]
+
+    async def _bind_extra(self, queue: Any) -> None:
+        """Override to bind more keys to the service queue (AlertConsumer binds alert keys)."""
+
+    async def bind_key(self, exchange: str, key: str) -> None:
+        await self.core.connection.bind(self._queues[0], exchange, key)
+
+    async def _start_async_child(self, child: Endpoint) -> None:
+        conn = self.core.connection
+        queue = await conn.declare_queue(child.name)
+        self._queues.append(queue)
+        await conn.bind(queue, self.core.requests_exchange, f"{child.name}.#")
+        self._child_workers[child.name] = _Worker(f"{child.name}-worker")
+        await conn.consume(queue, self._on_delivery)
+
+    def _bind_new_child(self, endpoint: Endpoint, is_async: bool) -> None:
+        if self.core.connection is None or not self._queues:
+            return
+
+        async def bind() -> None:
+            if is_async:
+                await self._start_async_child(endpoint)
+            else:
+                await self.core.connection.bind(self._queues[0], self.core.requests_exchange,
+                                                f"{endpoint.name}.#")
+        self._spawn(bind())
+
+    async def listen(self) -> None:
+        """Serve until cancel() or a signal; heartbeats and the scheduler run meanwhile."""
+        if self.heartbeat_interval_s and self.core.make_connection:
+            self._spawn(self._heartbeat_loop())
+        if self.enable_scheduling:
+            self._scheduler.start(self.loop)
+        self.started.set()
+        await self._stop_event.wait()
+
+    def cancel(self, code: int = 0) -> None:
+        """Ask a running service to stop (thread-safe)."""
+        if self.loop is not None and self._stop_event is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._stop_event.set)
+
+    stop = cancel  # reference name; the actual clean-up happens in stop_async
+
+    async def stop_async(self) -> None:
+        self._scheduler.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        conn = self.core.connection
+        if conn is not None and conn.is_open:
+            for queue in self._queues:
+                try:
+                    await conn.delete_queue(queue)
+                except DriplineError as err:
+                    logger.debug("deleting queue %s: %s", queue.name, err.message)
+        self._queues.clear()
+        await self.core.close()
+        for worker in [self._worker, *self._child_workers.values()]:
+            if worker is not None:
+                worker.shutdown()
+        self.started.clear()
+        logger.info("service %s stopped", self.name)
+
+    def is_canceled(self) -> bool:
+        return self._stop_event is not None and self._stop_event.is_set()
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _heartbeat_loop(self) -> None:
+        key = f"{self.core.heartbeat_routing_key}.{self.name}"
+        payload = {"name": self.name, "id": str(self.id)}
+        while True:
+            await asyncio.sleep(self.heartbeat_interval_s)
+            self._send_now(MsgAlert.create(payload=payload, routing_key=key))
+
+    def _flush_alert_buffer(self) -> None:
+        n = len(self._alert_buffer)
+        while self._alert_buffer:
+            msg = self._alert_buffer.popleft()
+            try:
+                self.core.send(msg)
+            except ConnectionError_:
+                self._alert_buffer.appendleft(msg)
+                return
+        if n:
+            logger.info("service %s: sent %d alerts kept while the broker was away", self.name, n)
+
+    # ------------------------------------------------------------------ receiving
+    def _on_delivery(self, routing_key: str, body: bytes, properties: Any, ack: Any) -> None:
+        try:
+            msg = self._assembler.feed(routing_key, body, properties, time.monotonic())
+        except DecodeError as err:
+            self._reply_to_undecodable(err, properties)
+            return
+        if msg is None:
+            self._schedule_expiry()
+            return
+        self._dispatch(msg)
+
+    def _reply_to_undecodable(self, err: DecodeError, properties: Any) -> None:
+        reply_to = getattr(err, "reply_to", None) or getattr(properties, "reply_to", None)
+        logger.warning("service %s: undecodable message (%s)%s", self.name, err.message,
+                       "" if reply_to else "; no reply_to, dropped")
+        if not reply_to:
+            return
+        reply = MsgReply.create(err.return_code, err.message, None, routing_key=reply_to)
+        reply.correlation_id = getattr(err, "correlation_id", None) or \
+            getattr(properties, "correlation_id", None) or ""
+        self._send_now(self._stamp(reply))
+
+    def _schedule_expiry(self) -> None:
+        if self._expiry is not None:
+            return
+        deadline = self._assembler.next_deadline()
+        if deadline is None:
+            return
+
+        def expire() -> None:
+            self._expiry = None
+            for msg in self._assembler.expire(time.monotonic()):
+                self._dispatch(msg)
+            self._schedule_expiry()
+        self._expiry = self.loop.call_later(max(0.0, deadline - time.monotonic()), expire)
+
+    def _stamp(self, msg: Message) -> Message:
+        msg.sender_info = self.sender_info
+        return msg
+
+    def _dispatch(self, msg: Message) -> None:
+        target_name = msg.routing_key.split(".", 1)[0]
+        if msg.is_request():
+            target = self.endpoint(target_name)
+            if target is None:
+                reply = msg.reply(102, f"service {self.name!r} has no endpoint named "
+                                       f"{target_name!r}", None)
+                self._send_now(self._stamp(reply))
+                return
+            if target.has_async_handlers():
+                self._spawn(self._handle_async(target, msg))
+            else:
+                worker = self._child_workers.get(target.name, self._worker)
+                fut = self.loop.run_in_executor(worker.executor, self._handle_sync, target, msg)
+                fut.add_done_callback(self._after_handler)
+        elif msg.is_alert():
+            self._run_on_worker(lambda: self.on_alert_message(msg))
+        elif msg.is_reply():
+            self._run_on_worker(lambda: self.on_reply_message(msg))
+
+    def _handle_sync(self, target: Endpoint, request: MsgRequest) -> MsgReply | None:
+        return target.on_request_message(request)
+
+    async def _handle_async(self, target: Endpoint, request: MsgRequest) -> None:
+        reply = await target.on_request_message_async(request)
+        if reply is not None:
+            self._send_reply(reply)
+
+    def _after_handler(self, fut: asyncio.Future) -> None:
+        if fut.cancelled():
+            return
+        err = fut.exception()
+        if err is not None:  # on_request_message never raises; this is a bug guard
+            logger.error("service %s: request handling failed: %r", self.name, err)
+            return
+        reply = fut.result()
+        if reply is not None:
+            self._send_reply(reply)
+
+    def _send_reply(self, reply: MsgReply) -> None:
+        if not reply.routing_key:
+            logger.debug("request had no reply_to; reply %s not sent", reply.return_code)
+            return
+        self._send_now(self._stamp(reply))
+
+    def _run_on_worker(self, action: Callable[[], Any]) -> None:
+        def guarded() -> None:
+            try:
+                action()
+            except Exception:
+                logger.exception("service %s: error in %r (the service keeps running)", self.name, action)
+        if self.loop is None or self._worker is None:
+            guarded()
+            return
+        self._call_on_loop(lambda: self.loop.run_in_executor(self._worker.executor, guarded))
+
+
+def _positive_interval(value: Any) -> bool:
+    if isinstance(value, timedelta):
+        return value.total_seconds() > 0
+    if isinstance(value, dict):
+        return timedelta(**value).total_seconds() > 0
+    try:
+        return float(value) > 0
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,34 @@
+"""Shared test set-up: integration tests need the real RabbitMQ (and PostgreSQL) on loopback.
+
+They never skip when a service is missing: .ci/run starts the services, and a test that cannot
+reach them fails with the reason.
+"""
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def rabbitmq() -> None:
+    port = int(os.environ.get("DRIPLINE_TEST_PORT", "5672"))
+    if not _listening(port):
+        pytest.fail(f"RabbitMQ is not listening on 127.0.0.1:{port}; start it with "
+                    "`rabbitmq-server -detached` (.ci/run does this)")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> None:
+    if not _listening(5432):
+        pytest.fail("PostgreSQL is not listening on 127.0.0.1:5432; start it with "
+                    "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`")

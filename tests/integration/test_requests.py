@@ -1,0 +1,184 @@
+"""Requests through the real broker: Interface, AsyncInterface, services, errors, chunking."""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from dripline.core import Service
+from dripline.core.exceptions import ConnectionError_, DriplineError, TimeoutError_, UnableToSendError
+from dripline.core.interface import AsyncInterface, Interface
+from dripline.testing import test_mesh, unique_name
+
+from .endpoints import AsyncEcho, Echo
+
+
+def make_service(name=None, **kwargs):
+    svc = Service(name or unique_name("svc"), dripline_mesh=test_mesh(), heartbeat_interval_s=0, **kwargs)
+    return svc
+
+
+@pytest.fixture
+def echo_service(dl_service):
+    svc = make_service()
+    ep = Echo(name=unique_name("echo"))
+    svc.add_child(ep)
+    svc.add_async_child(AsyncEcho(name=unique_name("aecho")))
+    dl_service(svc)
+    return svc, ep.name
+
+
+def test_get_set_cmd_round_trip(echo_service, dl_interface):
+    svc, ep = echo_service
+    assert dl_interface.set(ep, 0.5) == {"value": 0.5}
+    assert dl_interface.get(ep) == {"value": 0.5}
+    assert dl_interface.get(ep, specifier="value") == {"values": [0.5]}
+    assert dl_interface.cmd(ep, "add", [2, 3]) == 5
+    assert dl_interface.cmd(ep, "echo", [1, "x"], {"k": None}) == {"args": [1, "x"], "kwargs": {"k": None}}
+
+
+def test_service_itself_answers_ping_and_specifier(echo_service, dl_interface):
+    svc, _ = echo_service
+    assert dl_interface.get(svc.name, specifier="name") == {"values": [svc.name]}
+    reply = dl_interface.send_request(_request("cmd", svc.name, "ping"), 5)
+    assert reply.return_code == 0 and reply.return_message.startswith("Hello, ")
+
+
+def _request(op, rk, spec=None, payload=None):
+    from dripline.core.request_sender import build_request
+    from dripline.core.message import op_t
+    return build_request(op_t[op], rk, spec, payload)
+
+
+async def test_async_interface_round_trip(echo_service):
+    svc, ep = echo_service
+    async with AsyncInterface(dripline_mesh=test_mesh()) as dl:
+        await dl.set(ep, "hello")
+        assert await dl.get(ep) == {"value": "hello"}
+        results = await asyncio.gather(*(dl.cmd(ep, "add", [i, i]) for i in range(20)))
+        assert results == [2 * i for i in range(20)]
+
+
+def test_async_child_and_async_handler(echo_service, dl_interface):
+    svc, _ = echo_service
+    (name,) = svc.async_children
+    assert dl_interface.get(name) == {"async": True}
+
+
+def test_confirm_retcodes_raises_with_code_message_payload(echo_service, dl_interface):
+    _, ep = echo_service
+    with pytest.raises(DriplineError) as info:
+        dl_interface.cmd(ep, "refuse")
+    assert info.value.return_code == 202
+    assert "did not answer" in info.value.message
+    assert info.value.payload == {"tries": 3}
+
+
+def test_confirm_retcodes_off_returns_payload(echo_service):
+    _, ep = echo_service
+    with Interface(dripline_mesh=test_mesh(), confirm_retcodes=False) as iface:
+        assert iface.cmd(ep, "refuse") == {"tries": 3}
+
+
+def test_handler_exception_gives_999_and_service_keeps_serving(echo_service, dl_interface):
+    _, ep = echo_service
+    with pytest.raises(DriplineError) as info:
+        dl_interface.cmd(ep, "fail")
+    assert info.value.return_code == 999
+    assert "ValueError" in info.value.message and "always fails" in info.value.message
+    assert dl_interface.cmd(ep, "add", [1, 1]) == 2
+
+
+def test_one_megabyte_payload_travels_in_chunks(echo_service, dl_interface):
+    _, ep = echo_service
+    big = "x" * 1_000_000 + "é"
+    assert dl_interface.set(ep, big) == {"value": big}
+    assert dl_interface.get(ep) == {"value": big}
+
+
+def test_unroutable_request_fails_at_once(dl_interface):
+    start = time.monotonic()
+    with pytest.raises(UnableToSendError) as info:
+        dl_interface.get(unique_name("nobody"), timeout_s=10)
+    assert time.monotonic() - start < 2
+    assert info.value.return_code == 403
+    assert "no queue is bound" in info.value.message
+
+
+def test_timeout_is_a_clear_error(echo_service, dl_interface):
+    _, ep = echo_service
+    start = time.monotonic()
+    with pytest.raises(TimeoutError_) as info:
+        dl_interface.cmd(ep, "sleep", [1.5], timeout_s=0.3)
+    assert 0.25 < time.monotonic() - start < 1.5
+    assert info.value.return_code == 404
+    time.sleep(1.3)  # let the slow request finish before the service is stopped
+
+
+def test_requests_to_one_service_are_serialised(echo_service):
+    svc, ep = echo_service
+    errors = []
+
+    def client():
+        try:
+            with Interface(dripline_mesh=test_mesh()) as iface:
+                iface.cmd(ep, "sleep", [0.05])
+        except Exception as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert svc.sync_children[ep].max_active == 1
+
+
+def test_handler_may_call_another_endpoint(dl_service, dl_interface):
+    svc = make_service()
+    a, b = Echo(name=unique_name("a")), Echo(name=unique_name("b"))
+    b.value = 42
+    svc.add_child(a)
+    other = make_service()
+    other.add_child(b)
+    dl_service(svc)
+    dl_service(other)
+    assert dl_interface.cmd(a.name, "ask", [b.name]) == {"value": 42}
+
+
+def test_broadcast_returns_every_reply(dl_service, dl_interface):
+    names = []
+    for _ in range(2):
+        svc = make_service()
+        dl_service(svc)
+        names.append(svc.name)
+    replies = dl_interface.get("broadcast", specifier="name", timeout_s=1)
+    for name in names:
+        assert replies[name] == {"values": [name]}
+
+
+def test_duplicate_service_name_fails_with_a_clear_message(dl_service):
+    name = unique_name("dup")
+    dl_service(make_service(name))
+    with pytest.raises(DriplineError) as info:
+        dl_service(make_service(name))
+    assert "already running" in info.value.message
+
+
+def test_wrong_password_is_a_clear_error():
+    with pytest.raises(ConnectionError_) as info:
+        Interface(dripline_mesh=test_mesh(), username="guest", password="definitely-wrong")
+    assert "refused the credentials" in info.value.message
+    assert "definitely-wrong" not in info.value.message
+
+
+def test_unreachable_broker_fails_after_bounded_attempts():
+    mesh = dict(test_mesh(), broker_port=1, max_connection_attempts=2)
+    start = time.monotonic()
+    with pytest.raises(ConnectionError_) as info:
+        Interface(dripline_mesh=mesh)
+    assert time.monotonic() - start < 10
+    assert "after 2 attempt" in info.value.message
