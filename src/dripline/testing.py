@@ -56,7 +56,10 @@ class ServiceRunner:
             task = asyncio.ensure_future(self.service.run_async())
             started = asyncio.ensure_future(asyncio.to_thread(self.service.started.wait, 30))
             await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
-            self._ready.set()
+            if not task.done():
+                self._ready.set()
+            else:
+                self.service.started.set()  # release the waiting helper thread
             await task
 
         try:

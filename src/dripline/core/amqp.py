@@ -217,7 +217,6 @@ class Connection:
             waiter.set_result(None)
         if conn is not self._conn:
             return  # a half-open attempt; its error was reported by on_open_error
-        was_ready = self._ready.is_set()
         self._ready.clear()
         self._channel = None
         if self._closing:
@@ -230,7 +229,8 @@ class Connection:
                 cb(err)
             except Exception:
                 logger.exception("error in connection-lost callback")
-        if self.reconnect and was_ready:
+        reconnecting = self._reconnect_task is not None and not self._reconnect_task.done()
+        if self.reconnect and self.connected_once and not reconnecting:
             self._reconnect_task = self._loop.create_task(self._reconnect_forever())
 
     def _on_channel_closed(self, channel, reason) -> None:
