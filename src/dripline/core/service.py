@@ -110,13 +110,16 @@ class Service(Endpoint, RequestSender):
     def make_connection(self) -> bool:
         return self.core.make_connection
 
-    def __getattr__(self, name: str) -> Any:
-        # the reference exposes the Core's mesh properties on the service (address, port, ...)
-        if name in ("address", "broker", "port", "requests_exchange", "alerts_exchange",
-                    "max_payload_size", "heartbeat_routing_key", "max_connection_attempts",
-                    "username"):
-            return getattr(self.__dict__["core"], name)
-        raise AttributeError(f"{type(self).__name__!s} object has no attribute {name!r}")
+    # the reference exposes the Core's mesh properties on the service
+    address = property(lambda self: self.core.address)
+    broker = address
+    port = property(lambda self: self.core.port)
+    requests_exchange = property(lambda self: self.core.requests_exchange)
+    alerts_exchange = property(lambda self: self.core.alerts_exchange)
+    max_payload_size = property(lambda self: self.core.max_payload_size)
+    heartbeat_routing_key = property(lambda self: self.core.heartbeat_routing_key)
+    max_connection_attempts = property(lambda self: self.core.max_connection_attempts)
+    username = property(lambda self: self.core.username)
 
     def add_endpoints_from_config(self) -> None:
         """Build the endpoints listed in the `endpoints` configuration and attach them."""
@@ -428,7 +431,7 @@ class Service(Endpoint, RequestSender):
                                        f"{target_name!r}", None)
                 self._send_now(self._stamp(reply))
                 return
-            if target.has_async_handlers():
+            if target.has_async_handlers() and target.is_async_request(msg):
                 self._spawn(self._handle_async(target, msg))
             else:
                 worker = self._child_workers.get(target.name, self._worker)
