@@ -326,10 +326,12 @@ class RequestHandler:
 
         Lets a service run only those requests on its event loop (with
         `on_request_message_async`) and keep every synchronous handler on its worker thread.
-        Never raises: a request that will be refused is reported as synchronous.
+        Never raises: a request that will be refused is reported as synchronous, and so are
+        coroutine methods of dripline.core itself (a remote ``cmd <service> -s start`` must not
+        run the service's lifecycle; the synchronous path refuses it with 300).
         """
         try:
-            return _is_coroutine_callable(self._handler_for(request))
+            return _is_user_coroutine(self._handler_for(request))
         except Exception:
             return False
 
@@ -595,9 +597,13 @@ class RequestHandler:
 
     # ---- specifier resolution ---------------------------------------------------------------
 
+    #: public names a request may not reach (a Service lists its lifecycle methods here, so that
+    #: `cmd my_service -s run` cannot block or stop it)
+    request_denylist: frozenset[str] = frozenset()
+
     def _refuse_private(self, tokens: list[str], spec: str, verb: str, code: int) -> None:
-        for token in tokens:
-            if token.startswith("_"):
+        for i, token in enumerate(tokens):
+            if token.startswith("_") or (i == 0 and token in self.request_denylist):
                 if code == _INVALID_METHOD:
                     raise ThrowReply(code, f"endpoint {self.name} refuses to {verb} private name "
                                            f"{spec!r}")

@@ -8,6 +8,7 @@ False; the default start of a repeating event is "now + interval", evaluated at 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import logging
 import time
@@ -131,9 +132,22 @@ class Scheduler:
         self._run(event.action)
 
     def _run(self, action: Callable[[], Any]) -> None:
+        loop = self._loop
+
         def guarded() -> None:
             try:
-                action()
+                result = action()
+                if inspect.isawaitable(result):  # an async handler (e.g. an async on_get being logged)
+                    if loop is None:
+                        raise RuntimeError("the scheduler is not running")
+                    try:
+                        running = asyncio.get_running_loop()
+                    except RuntimeError:
+                        running = None
+                    if running is loop:
+                        loop.create_task(result)
+                    else:
+                        asyncio.run_coroutine_threadsafe(result, loop).result()
             except Exception:
                 logger.exception("scheduled action %r failed; it stays scheduled", action)
         if self._runner is None:

@@ -62,6 +62,13 @@ class Service(Endpoint, RequestSender):
         svc.run()   # until SIGINT/SIGTERM
     """
 
+    request_denylist = frozenset({
+        "run", "run_async", "start", "listen", "stop", "stop_async", "cancel", "send", "send_alert",
+        "send_request", "send_request_all", "get", "set", "cmd", "add_child", "add_async_child",
+        "add_endpoints_from_config", "schedule", "unschedule", "bind_key", "bind_keys", "endpoint",
+        "core", "loop", "started", "on_request_message", "on_request_message_async",
+        "on_alert_message", "on_reply_message", "submit_request_message"})
+
     def __init__(self, name: str, make_connection: bool = True, endpoints: list | None = None,
                  add_endpoints_now: bool = True, enable_scheduling: bool = False,
                  broadcast_key: str = "broadcast", loop_timeout_ms: int = 1000,
@@ -438,9 +445,17 @@ class Service(Endpoint, RequestSender):
                 fut = self.loop.run_in_executor(worker.executor, self._handle_sync, target, msg)
                 fut.add_done_callback(self._after_handler)
         elif msg.is_alert():
-            self._run_on_worker(lambda: self.on_alert_message(msg))
+            self._dispatch_alert(msg)
         elif msg.is_reply():
             self._run_on_worker(lambda: self.on_reply_message(msg))
+
+    def _dispatch_alert(self, msg: Message) -> None:
+        """Hand an alert to `on_alert_message` on the worker thread (on the loop thread).
+
+        AlertConsumer subclasses override this to take alerts off the loop in bulk (the sensor
+        logger buffers them for batched inserts instead of one worker hand-off per alert).
+        """
+        self._run_on_worker(lambda: self.on_alert_message(msg))
 
     def _handle_sync(self, target: Endpoint, request: MsgRequest) -> MsgReply | None:
         return target.on_request_message(request)
