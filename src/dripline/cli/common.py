@@ -74,7 +74,8 @@ def resolve(args: argparse.Namespace, words: list[str], defaults: dict | None = 
         config = cfg.merge(config, {"dripline_mesh": mesh_over})
     config = cfg.substitute_env(config)
     mesh = cfg.mesh_config(config.get("dripline_mesh"), source=path)
-    auth_file = args.auth_file or config.get("auth_file")
+    legacy = config.get("runtime-config") if isinstance(config.get("runtime-config"), dict) else {}
+    auth_file = args.auth_file or config.get("auth_file") or legacy.get("auth_file")
     if auth_file and not os.path.isabs(auth_file) and path and not os.path.exists(auth_file):
         candidate = os.path.join(os.path.dirname(os.path.abspath(path)), auth_file)
         if os.path.exists(candidate):

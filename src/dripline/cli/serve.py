@@ -47,14 +47,16 @@ def main(argv: list[str] | None = None) -> None:
 
 def load_service_config(args: argparse.Namespace) -> tuple[dict, Any, str | None]:
     """The final service configuration and credentials (ConfigError on any problem)."""
-    res = resolve(args, list(args.words), defaults=SERVE_DEFAULTS, extra_auth_groups=_auth_groups())
+    from dripline.core.config import merge
+    res = resolve(args, list(args.words), extra_auth_groups=_auth_groups())
     config = res.config
     legacy = config.pop("runtime-config", None)
     if legacy is not None:
         logger.warning("%s: the 'runtime-config' block is deprecated; move its keys to the top level",
                        res.config_path or "configuration")
-        from dripline.core.config import merge
-        config = merge(config, legacy)
+        # the block's keys move to the top level; key=value words and options still win over them
+        config = merge(legacy, config)
+    config = merge(SERVE_DEFAULTS, config)
     for opt, key in (("heartbeat_interval_s", "heartbeat_interval_s"),
                      ("loop_timeout_ms", "loop_timeout_ms"), ("message_wait_ms", "message_wait_ms")):
         if getattr(args, opt, None) is not None:
