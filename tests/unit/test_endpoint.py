@@ -750,3 +750,22 @@ def test_any_json_value_round_trips_through_set_and_get(value):
     ep = Device()
     assert set_(ep, "value", [value]).return_code == 0
     assert get(ep, "value").payload == {"values": [value]}
+
+
+def test_scarab_param_results_are_converted():
+    import scarab
+
+    class ParamEndpoint(Endpoint):
+        def on_get(self):
+            return scarab.to_param({"value_raw": [1, 2.5, "x"]})
+    assert get(ParamEndpoint("p")).payload == {"value_raw": [1, 2.5, "x"]}
+
+
+def test_service_lifecycle_coroutines_are_not_request_handlers():
+    from dripline.core import Service
+    svc = Service("svc", make_connection=False)
+    assert svc.has_async_handlers() is False
+    assert svc.is_async_request(req(op_t.cmd, "start", {})) is False
+    reply = cmd(svc, "start", {})
+    assert reply.return_code == 306  # lifecycle methods are out of reach of requests
+    assert cmd(svc, "ping").return_code == 0
