@@ -236,3 +236,20 @@ def test_module_has_no_eval():
     import inspect
     source = inspect.getsource(calibrate_module)
     assert "eval(" not in source.replace("interp.eval(", "").replace(".eval(", "")
+
+
+def test_from_dripline_core_import_calibrate_is_callable_after_submodule_import():
+    """Plugins do `from dripline.core import calibrate` after something imported the submodule."""
+    import subprocess
+    import sys
+    code = ("import dripline.core.calibrate\n"
+            "from dripline.core import calibrate, Endpoint\n"
+            "class E(Endpoint):\n"
+            "    _calibration = '2*{}'\n"
+            "    @calibrate\n"
+            "    def on_get(self):\n"
+            "        return 3\n"
+            "print(E('e').on_get()['value_cal'])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "6"

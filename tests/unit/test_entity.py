@@ -443,3 +443,14 @@ def test_numeric_strings_compare_as_numbers():
     assert not should_log("1.0", 0.0, "1", max_interval=10)
     assert should_log("1.0", 0.0, "2", max_interval=10)
     assert should_log(1.0, 0.0, "one", max_interval=10)  # type of value changed
+
+
+def test_async_on_get_without_on_set_gives_306_on_the_async_path():
+    class ReadOnly(Entity):
+        async def on_get(self):
+            return {"value_raw": 1}
+    e, svc = attached(ReadOnly(name="ro", get_on_set=True))
+    request = set_request("", 1)
+    assert e.is_async_request(request)
+    reply = asyncio.run(e.on_request_message_async(request))
+    assert (reply.return_code, reply.return_message) == (306, "ReadOnly does not implement on_set")

@@ -266,7 +266,10 @@ endpoints:
 
 _DOCKERFILE = '''\
 # docker build -t {package} . && docker run --rm --network host {package}
+# DRIPLINE_SPEC is what pip installs as dripline (a version, a wheel, or a git URL).
 FROM python:3.12-slim
+ARG DRIPLINE_SPEC=dripline
+RUN pip install --no-cache-dir "${{DRIPLINE_SPEC}}"
 WORKDIR /usr/local/src/{package}
 COPY . .
 RUN pip install --no-cache-dir .
@@ -279,9 +282,12 @@ _README = '''\
 A dripline plugin. It adds the class `{cls}` to what `dl-serve` can build.
 
     pip install -e '.[test]'
-    dl-serve --list | grep {cls}      # the class, where it comes from, its version
-    dl-serve -c example.yaml          # needs a RabbitMQ on localhost:5672
-    pytest                            # the tests use the same broker
+    dl-serve --list | grep {cls}
+    dl-serve -c example.yaml
+    pytest
+
+`dl-serve --list` shows the class, where it comes from and its version; the service and the tests
+need a RabbitMQ on localhost:5672 (or DRIPLINE_TEST_BROKER / DRIPLINE_TEST_PORT for the tests).
 
 Edit `{where}` to implement your endpoints; {how}
 '''

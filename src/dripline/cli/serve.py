@@ -80,8 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from dripline.core.exceptions import ConfigError, DriplineError
     if args.list:
         from .plugin import print_class_list
-        print_class_list()
-        return 0
+        return print_class_list() or 0
     try:
         config, auth, path = load_service_config(args)
         base_dir = os.path.dirname(os.path.abspath(path)) if path else None

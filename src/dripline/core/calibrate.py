@@ -203,3 +203,15 @@ def calibrate(cal_functions: Any = None) -> Any:
         return wrapper
 
     return decorator
+
+
+class _CalibrateModule(__import__("types").ModuleType):
+    """`dripline.core` exports its names lazily; once this submodule has been imported, the
+    import system binds `dripline.core.calibrate` to the *module*. Making the module callable
+    keeps `from dripline.core import calibrate` / `@calibrate(...)` working either way."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return calibrate(*args, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _CalibrateModule

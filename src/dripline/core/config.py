@@ -11,7 +11,6 @@ substitution; the functions below are the pieces the CLI modules chain together.
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import logging
 import os
@@ -19,8 +18,6 @@ import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from .exceptions import ConfigError
 
@@ -171,6 +168,7 @@ def _describe(value: Any) -> str:
 
 def suggest(key: str, valid: Iterable[str], n: int = 3) -> list[str]:
     """The valid names closest to a misspelt `key` (difflib), best first."""
+    import difflib  # only when reporting an error: keeps command start-up short
     return difflib.get_close_matches(key, list(valid), n=n, cutoff=0.6)
 
 
@@ -207,6 +205,7 @@ def read_data_file(path: str | os.PathLike) -> Any:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"invalid JSON in {path} at line {exc.lineno}, column {exc.colno}: "
                               f"{exc.msg}") from None
+    import yaml  # imported here: dl-agent without a config file never needs it (~10 ms)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:

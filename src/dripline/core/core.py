@@ -35,6 +35,11 @@ def mesh_and_auth(dripline_mesh: dict | None = None, auth: Any = None, username:
     return mesh, auth
 
 
+def _expire(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_exception(asyncio.TimeoutError())
+
+
 class _PendingRequest:
     __slots__ = ("future", "replies", "collect")
 
@@ -201,12 +206,18 @@ class Core:
         return pending
 
     async def _await(self, pending: _PendingRequest, msg: MsgRequest, timeout_s: float | None):
+        future = pending.future
+        if not timeout_s:
+            return await future
+        # a timer that fails the future: what asyncio.wait_for does, minus its extra future,
+        # callbacks and (before 3.12) task; this is on every request's path
+        timer = future.get_loop().call_later(timeout_s, _expire, future)
         try:
-            if timeout_s:
-                return await asyncio.wait_for(pending.future, timeout_s)
-            return await pending.future
+            return await future
         except asyncio.TimeoutError:
             raise TimeoutError_(f"no reply from '{msg.routing_key}' within {timeout_s:g} s") from None
+        finally:
+            timer.cancel()
 
     # ---------------------------------------------------------------- receiving
     def _on_reply_delivery(self, routing_key: str, body: bytes, properties: Any, ack) -> None:

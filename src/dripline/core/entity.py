@@ -37,7 +37,7 @@ import math
 import time
 from datetime import datetime, timedelta, timezone
 from numbers import Real
-from typing import Any, Callable
+from typing import Any
 
 from .endpoint import Endpoint
 from .request_handler import convert_result
@@ -249,6 +249,8 @@ class Entity(Endpoint):
                     logger.debug("%s: on_get after set failed (%s)", self.name, err)
                     reading = _NOT_SET
                 return self._after_set(value, result, reading)
+            # a user handler: whatever on_set it wraps, it is awaited on the service's loop
+            on_set_async.__module__ = type(self).__module__
             self.on_set = on_set_async  # type: ignore[method-assign]
             return
 

@@ -5,14 +5,51 @@ entry per plugin. We keep the same names so mixed meshes show the same picture i
 """
 from __future__ import annotations
 
-from typing import Any
+import threading
+from typing import Any, Callable
 
-__all__ = ["add_version", "get_version", "get_versions", "remove_version", "PROTOCOL_VERSION"]
+__all__ = ["add_version", "get_version", "get_versions", "remove_version", "add_version_source",
+           "PROTOCOL_VERSION"]
 
 PROTOCOL_VERSION = "3.0.0"
 
 _versions: dict[str, Any] = {}
 _cached_table: dict[str, dict[str, str]] | None = None
+_sources: list[Callable[[], None]] = []
+_sources_lock = threading.RLock()
+_sources_running = False
+
+
+def add_version_source(source: Callable[[], None]) -> None:
+    """Run `source` (which calls add_version) once, the first time versions are read.
+
+    Plugin discovery registers itself here, so that `import dripline` does not import every
+    plugin: their versions are collected when the first message is built or a version is asked.
+    """
+    global _cached_table
+    _sources.append(source)
+    _cached_table = None
+
+
+def _run_sources() -> None:
+    global _sources_running
+    with _sources_lock:  # another thread waits until the versions are complete
+        if _sources_running:  # called from inside a source (e.g. a plugin building a message)
+            return
+        _sources_running = True
+        try:
+            while _sources:
+                source = _sources[0]
+                try:
+                    source()
+                except Exception:  # a version source must never break sending a message
+                    import logging
+                    logging.getLogger(__name__).exception("collecting versions with %r failed",
+                                                          source)
+                finally:
+                    _sources.remove(source)
+        finally:
+            _sources_running = False
 
 
 def add_version(name: str, version: Any) -> None:
@@ -30,6 +67,8 @@ def remove_version(name: str) -> None:
 
 
 def get_version(name: str) -> Any:
+    if _sources:
+        _run_sources()
     return _versions.get(name)
 
 
@@ -54,6 +93,8 @@ def get_versions() -> dict[str, dict[str, str]]:
     global _cached_table
     if _cached_table is None:
         _ensure_builtin()
+        if _sources:
+            _run_sources()
         _cached_table = {name: _entry(v) for name, v in _versions.items()}
     return _cached_table
 

@@ -1,0 +1,165 @@
+"""Plugins installed with pip into throwaway virtual environments, then used through dl-serve and
+dl-agent run from those environments.
+
+Two environments cover both install modes of both packages:
+
+* ``regular``: dripline as installed for this test run (seen through --system-site-packages, here
+  an editable install) + the jitter example plugin installed normally;
+* ``editable``: dripline installed normally into the venv (from a copy of this source tree) + the
+  jitter plugin installed with ``pip install -e`` (a setuptools import hook, not a folder).
+
+Nothing is installed into the environment running the tests. The venvs are built once per module;
+every subprocess has a timeout.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from dripline.testing import unique_name
+
+from .test_plugins import Served
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+JITTER = os.path.join(ROOT, "examples", "jitter-plugin")
+PIP_TIMEOUT = 600
+
+
+def run(cmd: list[str], timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def make_venv(path) -> str:
+    r = run([sys.executable, "-m", "venv", "--system-site-packages", str(path)], timeout=120)
+    assert r.returncode == 0, r.stderr
+    return str(path / "bin" / "python")
+
+
+def pip_install(python: str, *args: str) -> None:
+    r = run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", *args],
+            timeout=PIP_TIMEOUT)
+    assert r.returncode == 0, f"pip install {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
+
+
+def copy_jitter(dest) -> str:
+    """A copy of the example (pip builds in the source tree; the repository stays clean)."""
+    shutil.copytree(JITTER, dest, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    return str(dest)
+
+
+@pytest.fixture(scope="module")
+def regular(tmp_path_factory):
+    base = tmp_path_factory.mktemp("regular")
+    python = make_venv(base / "venv")
+    pip_install(python, copy_jitter(base / "jitter-plugin"))
+    return {"python": python, "serve": [python, "-m", "dripline.cli.serve"],
+            "agent": [python, "-m", "dripline.cli.agent"], "plugin": [python, "-m", "dripline.cli.plugin"],
+            "base": base}
+
+
+@pytest.fixture(scope="module")
+def editable(tmp_path_factory):
+    base = tmp_path_factory.mktemp("editable")
+    python = make_venv(base / "venv")
+    src = base / "dripline-src"
+    shutil.copytree(os.path.join(ROOT, "src"), src / "src",
+                    ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(os.path.join(ROOT, name), src / name)
+    pip_install(python, str(src))
+    plugin = copy_jitter(base / "jitter-plugin")
+    pip_install(python, "-e", plugin)
+    bin_dir = os.path.dirname(python)
+    return {"python": python, "serve": [os.path.join(bin_dir, "dl-serve")],
+            "agent": [os.path.join(bin_dir, "dl-agent")], "plugin": [os.path.join(bin_dir, "dl-plugin")],
+            "base": base, "plugin_src": plugin}
+
+
+def agent(env, *args: str) -> subprocess.CompletedProcess:
+    r = run(env["agent"] + list(args))
+    assert r.returncode == 0, f"dl-agent {' '.join(args)}: {r.stdout}\n{r.stderr}"
+    return r
+
+
+def payload(r: subprocess.CompletedProcess):
+    return json.loads("\n".join(r.stdout.splitlines()[2:]))
+
+
+def serve_jitter(env, tmp_path) -> tuple[Served, str]:
+    """The example YAML, unmodified, with unique names given on the command line."""
+    svc, ep = unique_name("my_store"), unique_name("peaches")
+    yml = os.path.join(JITTER, "jitter_example.yml")
+    served = Served(["-c", yml, f"name={svc}", f"endpoints.0.name={ep}", "heartbeat_interval_s=0"],
+                    log=str(tmp_path / "serve.log"), exe=env["serve"][0] if len(env["serve"]) == 1 else None,
+                    python=env["serve"][0] if len(env["serve"]) > 1 else None)
+    return served, ep
+
+
+def readings(env, ep: str, n: int = 3) -> list[float]:
+    return [payload(agent(env, "get", ep))["value_raw"] for _ in range(n)]
+
+
+def test_regular_install_serves_jitter_and_seeds_reproducibly(regular, tmp_path):
+    r = run(regular["serve"] + ["--list"])
+    row = next(line.split() for line in r.stdout.splitlines() if line.strip().startswith("JitterEntity"))
+    assert row == ["JitterEntity", "Endpoint", "jitter", "(dripline.extensions)", "jitter_plugin", "1.0.0"]
+    served, ep = serve_jitter(regular, tmp_path)
+    try:
+        first = payload(agent(regular, "get", ep))
+        assert 0.75 <= first["value_raw"] <= 0.75 * 1.1 and first["value_cal"] == pytest.approx(2 * first["value_raw"])
+        assert agent(regular, "cmd", ep, "-s", "update_seed", "42").stdout.strip().splitlines()[-1] == "42"
+        after_42 = readings(regular, ep)
+        agent(regular, "set", ep, "-s", "seed", "7")
+        assert payload(agent(regular, "get", ep, "-s", "seed")) == {"values": [7]}
+        after_7 = readings(regular, ep)
+        agent(regular, "set", ep, "-s", "seed", "7")
+        assert readings(regular, ep) == after_7  # same seed, same sequence
+        agent(regular, "cmd", ep, "-s", "update_seed", "42")
+        assert readings(regular, ep) == after_42
+        assert after_7 != after_42
+        reply = json.loads(agent(regular, "get", ep, "--json-print").stdout)
+        assert reply["sender_info"]["versions"]["dripline.extensions.jitter"] == {
+            "version": "1.0.0", "package": "dripline-python/examples/jitter-plugin", "commit": "na"}
+    finally:
+        served.stop()
+
+
+def test_editable_plugin_with_regular_dripline(editable, tmp_path):
+    r = run([editable["python"], "-c", "import dripline, dripline.extensions.jitter as j; "
+             "print(dripline.__file__); print(j.__file__)"])
+    assert r.returncode == 0, r.stderr
+    dripline_file, jitter_file = r.stdout.split()
+    assert dripline_file.startswith(str(editable["base"] / "venv"))        # regular install
+    assert jitter_file.startswith(editable["plugin_src"])                   # editable install
+    r = run(editable["plugin"] + ["list"])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "jitter: namespace plugin, dripline.extensions.jitter, distribution jitter_plugin 1.0.0, ok" in r.stdout
+    served, ep = serve_jitter(editable, tmp_path)
+    try:
+        agent(editable, "set", ep, "-s", "seed", "7")
+        first = readings(editable, ep, 2)
+        agent(editable, "cmd", ep, "-s", "update_seed", "7")
+        assert readings(editable, ep, 2) == first
+        # an edit of the plugin's source is picked up by the next dl-serve (no reinstall)
+    finally:
+        served.stop()
+
+
+def test_generated_plugin_installs_and_its_own_test_passes(regular):
+    target = regular["base"] / "thermo-sensor"
+    r = run(regular["plugin"] + ["new", "thermo-sensor", "--dir", str(target)])
+    assert r.returncode == 0, r.stderr
+    pip_install(regular["python"], "-e", str(target))
+    r = run(regular["plugin"] + ["list"])
+    row = next(line.split() for line in r.stdout.splitlines() if line.strip().startswith("ThermoSensorEntity"))
+    assert row == ["ThermoSensorEntity", "Endpoint", "thermo_sensor", "thermo-sensor", "0.1.0"]
+    r = run(regular["serve"] + ["--check", "-c", str(target / "example.yaml")])
+    assert r.returncode == 0, r.stderr
+    r = run([regular["python"], "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=str(target), timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "3 passed" in r.stdout

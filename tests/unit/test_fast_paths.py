@@ -1,0 +1,317 @@
+"""The speed-ups of the request path behave exactly as the code they replace.
+
+* core/amqp.py replaces pika's header-table codec: the bytes must equal those of pika's own
+  functions (plus dripline's UInt32 rule) and the decoded values must be equal and of the same
+  types, also for tables that are cached (sent again as the same object, received again with the
+  same bytes) and then changed.
+* core/service.py's `_Worker` replaces a one-thread ThreadPoolExecutor: serial order, `submit`
+  futures, shutdown cancelling what has not started.
+* core/loop_thread.py's `LoopThread.run` keeps run_coroutine_threadsafe's contract.
+* `dripline.__version__` is read without importlib.metadata but must agree with it.
+"""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import datetime
+import struct
+import threading
+import time
+
+import pika.data
+import pika.frame
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dripline.core import amqp
+from dripline.core.message import UInt32
+
+FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+_orig_encode_value, _orig_encode_table, _orig_decode_table, _orig_decode_value = amqp._originals
+
+
+def _reference_encode_value(pieces, value):
+    """What dripline did before the fast codec: pika's encoder plus the UInt32 rule."""
+    if type(value) is UInt32:
+        pieces.append(struct.pack(">cI", b"i", value))
+        return 5
+    return _orig_encode_value(pieces, value)
+
+
+def _encode(table):
+    pieces: list = []
+    pika.data.encode_table(pieces, table)
+    return b"".join(pieces)
+
+
+def _decode(data):
+    value, offset = pika.data.decode_table(data, 0)
+    assert offset == len(data)
+    return value
+
+
+def _same(a, b):
+    """Equal and of identical types all the way down (str vs bytes, int vs long, ...)."""
+    assert type(a) is type(b), (a, b)
+    if isinstance(a, dict):
+        assert list(a) == list(b)
+        for key in a:
+            _same(a[key], b[key])
+    elif isinstance(a, list):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            _same(x, y)
+    else:
+        assert a == b
+
+
+keys = st.text(max_size=12).filter(lambda k: len(k.encode("utf-8", "surrogatepass")) <= 255)
+leaves = st.one_of(
+    st.text(max_size=20),
+    st.binary(max_size=10), st.booleans(), st.none(),
+    st.integers(min_value=-2**63, max_value=2**63 - 1),
+    st.integers(min_value=0, max_value=2**32 - 1).map(UInt32),
+    st.decimals(allow_nan=False, allow_infinity=False, places=2,
+                min_value=-1000, max_value=1000),
+    st.datetimes(min_value=datetime.datetime(1971, 1, 1),
+                 max_value=datetime.datetime(2100, 1, 1)).map(
+        lambda d: d.replace(microsecond=0, tzinfo=datetime.timezone.utc)),
+)
+tables = st.recursive(
+    leaves,
+    lambda children: st.one_of(st.lists(children, max_size=4),
+                               st.dictionaries(keys, children, max_size=5)),
+    max_leaves=25,
+).map(lambda v: v if isinstance(v, dict) else {"v": v})
+
+
+def _encodable(table) -> bool:
+    try:
+        _encode(table)
+        return True
+    except (UnicodeEncodeError, struct.error):
+        return False
+
+
+@FAST
+@given(tables)
+def test_tables_encode_and_decode_as_pika_does(table):
+    if not _encodable(table):
+        return
+    data = _encode(table)
+    assert data == _encode(table)  # a second and third time (cache paths): the same bytes
+    assert data == _encode(table)
+    reference = _run_reference(_encode, table)
+    assert data == reference
+    _same(_decode(data), _run_reference(_decode, data))
+    _same(_decode(data), _run_reference(_decode, data))  # decode cache: same result again
+
+
+def _run_reference(fn, *args):
+    saved = (pika.data.encode_value, pika.data.encode_table, pika.data.decode_table)
+    pika.data.encode_value = _reference_encode_value
+    pika.data.encode_table = _orig_encode_table
+    pika.data.decode_table = _orig_decode_table
+    try:
+        return fn(*args)
+    finally:
+        pika.data.encode_value, pika.data.encode_table, pika.data.decode_table = saved
+
+
+def _sender_info():
+    return {"exe": "/usr/bin/python3", "hostname": "host", "username": "me",
+            "service_name": "svc", "versions": {"dripline": {"version": "3.0.0"},
+                                                "dripline-python": {"version": "5.2.0",
+                                                                    "commit": "na"}}}
+
+
+def test_a_table_sent_repeatedly_is_re_encoded_after_a_change_in_place():
+    info = _sender_info()
+    headers = {"message_type": UInt32(3), "sender_info": info}
+    first = [_encode(headers) for _ in range(3)]  # seen, cached, hit
+    assert first[0] == first[1] == first[2] == _run_reference(_encode, headers)
+    info["versions"]["plugin"] = {"version": "1.0"}  # nested change
+    assert _encode(headers) == _run_reference(_encode, headers)
+    info["hostname"] = "other"
+    assert _encode(headers) == _run_reference(_encode, headers)
+    info["hostname"] = 5  # a different type: no longer a cacheable table, still exact
+    assert _encode(headers) == _run_reference(_encode, headers)
+    assert _decode(_encode(headers))["sender_info"]["hostname"] == 5
+
+
+@pytest.mark.parametrize("before, after", [(1, True), (True, 1), (0, False), (1, 1.0),
+                                           (b"a", bytearray(b"a")), ("a", "a")])
+def test_equal_values_of_another_type_are_not_taken_from_the_cache(before, after):
+    table = {"k": before, "n": {"x": "y"}}
+    headers = {"t": table}
+    for _ in range(3):
+        assert _encode(headers) == _run_reference(_encode, headers)
+    table["k"] = after
+    try:
+        expected = _run_reference(_encode, headers)
+    except Exception as err:  # pika refuses floats and bytearrays: so must we
+        with pytest.raises(type(err)):
+            _encode(headers)
+    else:
+        assert _encode(headers) == expected
+
+
+def test_a_decoded_cached_table_is_a_fresh_object_every_time():
+    data = _encode({"sender_info": _sender_info()})
+    a = _decode(data)
+    a["sender_info"]["versions"]["dripline"]["version"] = "changed"
+    a["sender_info"]["hostname"] = "changed"
+    b = _decode(data)
+    assert b == {"sender_info": _sender_info()}
+    assert b["sender_info"] is not a["sender_info"]
+    assert b["sender_info"]["versions"] is not _decode(data)["sender_info"]["versions"]
+
+
+def test_unusual_field_types_decode_as_pika_decodes_them():
+    # types dripline never writes but other clients may: short/long ints, floats, arrays, void
+    body = (b"\x01a" + b"b" + struct.pack(">b", -3)
+            + b"\x01b" + b"U" + struct.pack(">h", -300)
+            + b"\x01c" + b"f" + struct.pack(">f", 2.5)
+            + b"\x01d" + b"d" + struct.pack(">d", 7.25)
+            + b"\x01e" + b"A" + struct.pack(">I", 6) + b"t\x01" + b"b\x05" + b"V" + b"V"
+            + b"\x01f" + b"S" + struct.pack(">I", 2) + b"\xff\xfe"  # not UTF-8: stays bytes
+            + b"\x01g" + b"F" + struct.pack(">I", 0))
+    data = struct.pack(">I", len(body)) + body
+    _same(_decode(data), _run_reference(_decode, data))
+
+
+def test_basic_properties_round_trip_identically():
+    headers = {"message_type": UInt32(2), "return_code": UInt32(0), "return_message": "",
+               "specifier": "", "timestamp": "2024-01-01T00:00:00.000000Z",
+               "sender_info": _sender_info()}
+    props = pika.BasicProperties(content_encoding="application/json", correlation_id="c",
+                                 message_id="m/0/1", reply_to="r", headers=headers)
+    frame = pika.frame.Header(1, 10, props).marshal()
+    assert frame == _run_reference(lambda: pika.frame.Header(1, 10, props).marshal())
+    ours = pika.frame.decode_frame(frame)[1].properties
+    ref = _run_reference(pika.frame.decode_frame, frame)[1].properties
+    _same(ours.headers, ref.headers)
+    assert (ours.correlation_id, ours.reply_to, ours.message_id) == ("c", "r", "m/0/1")
+
+
+def test_too_long_keys_fail_as_in_pika():
+    with pytest.raises(pika.exceptions.ShortStringTooLong):
+        _encode({"k" * 256: 1})
+
+
+# ----------------------------------------------------------------------------- service worker
+def test_worker_runs_jobs_one_at_a_time_in_order():
+    from dripline.core.service import _Worker
+    worker = _Worker("t-worker")
+    seen: list[int] = []
+    running = [0]
+    overlap = []
+
+    def job(i):
+        running[0] += 1
+        overlap.append(running[0])
+        time.sleep(0.001)
+        seen.append(i)
+        running[0] -= 1
+        return i * 2
+
+    futures = [worker.submit(job, i) for i in range(20)]
+    assert [f.result(5) for f in futures] == [i * 2 for i in range(20)]
+    assert seen == list(range(20)) and max(overlap) == 1
+    assert worker.executor is worker
+    assert worker.thread_ident is not None and worker.thread_ident != threading.get_ident()
+    worker.shutdown()
+
+
+def test_worker_call_reports_result_or_error_on_the_loop():
+    from dripline.core.service import _Worker
+    worker = _Worker("t-worker")
+    loop = asyncio.new_event_loop()
+    try:
+        async def go():
+            results = []
+            done = asyncio.Event()
+
+            def record(result, error):
+                results.append((result, type(error).__name__ if error else None,
+                                threading.get_ident()))
+                if len(results) == 2:
+                    done.set()
+
+            def fail():
+                raise ValueError("no")
+            worker.call(loop, lambda x: x + 1, (1,), record)
+            worker.call(loop, fail, (), record)
+            await asyncio.wait_for(done.wait(), 5)
+            return results
+        results = loop.run_until_complete(go())
+        assert [r[:2] for r in results] == [(2, None), (None, "ValueError")]
+        assert all(r[2] == threading.get_ident() for r in results)  # on the loop's thread
+        # run_in_executor still works with the worker as executor
+        assert loop.run_until_complete(loop.run_in_executor(worker.executor, lambda: 7)) == 7
+    finally:
+        worker.shutdown()
+        loop.close()
+
+
+def test_worker_shutdown_cancels_what_has_not_started():
+    from dripline.core.service import _Worker
+    worker = _Worker("t-worker")
+    gate = threading.Event()
+    first = worker.submit(gate.wait, 5)
+    time.sleep(0.05)
+    queued = worker.submit(lambda: "never")
+    worker.shutdown()
+    gate.set()
+    assert first.result(5) is True
+    assert queued.cancelled()
+    with pytest.raises(RuntimeError):
+        worker.submit(lambda: None)
+
+
+# ----------------------------------------------------------------------------- LoopThread.run
+def test_loop_thread_run_keeps_the_run_coroutine_threadsafe_contract():
+    from dripline.core.loop_thread import LoopThread
+    lt = LoopThread("t-loop")
+    try:
+        async def value():
+            return 42
+
+        async def boom():
+            raise KeyError("x")
+
+        async def slow():
+            await asyncio.sleep(10)
+
+        async def cancelled():
+            asyncio.current_task().cancel()
+            await asyncio.sleep(1)
+
+        assert lt.run(value()) == 42
+        with pytest.raises(KeyError):
+            lt.run(boom())
+        t0 = time.monotonic()
+        with pytest.raises(concurrent.futures.TimeoutError):
+            lt.run(slow(), timeout=0.1)
+        assert time.monotonic() - t0 < 5
+        with pytest.raises(concurrent.futures.CancelledError):
+            lt.run(cancelled())
+        with pytest.raises(TypeError):
+            lt.run(lambda: None)  # type: ignore[arg-type]
+    finally:
+        lt.stop()
+
+
+# ----------------------------------------------------------------------------- version
+def test_version_agrees_with_importlib_metadata():
+    from importlib import metadata
+
+    import dripline
+    try:
+        expected = metadata.version("dripline")
+    except metadata.PackageNotFoundError:
+        expected = "0.0.0"
+    assert dripline._read_version() == expected
+    assert dripline.__version__ == dripline.version == expected
