@@ -211,3 +211,22 @@ def test_the_password_is_not_logged(caplog):
     with caplog.at_level(logging.DEBUG):
         svc.connect_to_db(auth)
     assert "Sup3rSecret" not in caplog.text and "postgresql+psycopg://u:***@h/d" in caplog.text
+
+
+def test_dl_serve_credentials_reach_the_database_url(tmp_path, monkeypatch):
+    """The postgres group comes from the auth file; POSTGRES_USER / POSTGRES_PASSWORD win over it."""
+    from dripline.cli.serve import build_parser, load_service_config
+    auth_file = tmp_path / "auths.json"
+    auth_file.write_text('{"postgres": {"username": "from_file", "password": "file_pw"}}')
+    config = tmp_path / "logger.yaml"
+    config.write_text("name: x\nmodule: PostgresSensorLogger\ndatabase_name: d\ndatabase_server: h\n")
+    monkeypatch.delenv("POSTGRES_USER", raising=False)
+    monkeypatch.delenv("POSTGRES_PASSWORD", raising=False)
+    args = build_parser().parse_intermixed_args(["-c", str(config), "--auth-file", str(auth_file)])
+    conf, auth, _ = load_service_config(args)
+    url = interface(database_name="d", database_server="h").database_sqlalchemy_url(auth)
+    assert (url.username, url.password) == ("from_file", "file_pw")
+    monkeypatch.setenv("POSTGRES_PASSWORD", "env_pw")
+    conf, auth, _ = load_service_config(args)
+    url = interface(database_name="d", database_server="h").database_sqlalchemy_url(auth)
+    assert (url.username, url.password) == ("from_file", "env_pw")

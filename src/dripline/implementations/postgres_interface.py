@@ -236,6 +236,7 @@ class SQLTable(Endpoint):
         self._columns: frozenset[str] = frozenset()
         self._plain_table: Any = None
         self._reflect_lock = threading.Lock()
+        self._copy: bool | None = None  # decided on first use
 
     def _ensure_col_key_map(self, column_list: Any, kind: str) -> list[dict[str, str]]:
         if not isinstance(column_list, list):
@@ -294,6 +295,7 @@ class SQLTable(Endpoint):
                              ", ".join(sorted(columns)))
             self._plain_table = sa.table(self.table_name, *(sa.column(c) for c in columns),
                                          schema=self.schema)
+            self._copy = None
             self._columns = columns
             self.table = table
             return table
@@ -323,13 +325,53 @@ class SQLTable(Endpoint):
         return row
 
     def insert_rows(self, connection: Any, rows: list[dict[str, Any]]) -> None:
-        """INSERT many rows with the same keys on `connection` (the caller owns the transaction)."""
+        """Insert many rows with the same keys on `connection` (the caller owns the transaction).
+
+        Into a plain PostgreSQL table (no rules; psycopg) the rows go with one COPY, about four
+        times cheaper per row than INSERTs; anywhere else (views, tables with rules, SQLite ...)
+        with an executemany INSERT. Either way the database converts the values to the column
+        types, and a value it refuses fails the whole call (the caller then splits the batch).
+        """
         table = self.ensure_table(connection)
-        keys = rows[0].keys()
+        keys = list(rows[0])
         known = self._columns
         if not known.issuperset(keys):
-            rows = [{k: v for k, v in row.items() if k in known} for row in rows]
-        connection.execute(table.insert(), rows)
+            keys = [k for k in keys if k in known]
+            rows = [{k: row[k] for k in keys} for row in rows]
+        if self._copy is None:
+            self._copy = self._copy_possible(connection)
+        if self._copy and keys:
+            self._copy_rows(connection, keys, rows)
+        else:
+            connection.execute(table.insert(), rows)
+
+    def _copy_possible(self, connection: Any) -> bool:
+        """COPY only into an ordinary or partitioned PostgreSQL table without rewrite rules
+        (COPY ignores rules, and views need INSERT)."""
+        if connection.dialect.name != "postgresql" or connection.dialect.driver != "psycopg":
+            return False
+        name = connection.dialect.identifier_preparer.format_table(self.table)
+        with connection.begin_nested():
+            row = connection.execute(sa.text(
+                "SELECT c.relkind, EXISTS (SELECT 1 FROM pg_rewrite r WHERE r.ev_class = c.oid) "
+                "FROM pg_class c WHERE c.oid = to_regclass(:name)"), {"name": name}).first()
+        return row is not None and row[0] in ("r", "p") and not row[1]
+
+    def _copy_rows(self, connection: Any, keys: list[str], rows: list[dict[str, Any]]) -> None:
+        import psycopg
+        from psycopg import sql
+        target = sql.Identifier(self.schema, self.table_name) if self.schema else sql.Identifier(self.table_name)
+        statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            target, sql.SQL(", ").join(sql.Identifier(k) for k in keys))
+        raw = connection.connection.driver_connection
+        try:
+            with raw.cursor() as cursor, cursor.copy(statement) as copy:
+                write = copy.write_row
+                for row in rows:
+                    write([row[k] for k in keys])
+        except psycopg.Error as err:  # as SQLAlchemy would have wrapped it (DataError, ...)
+            raise sa_exc.DBAPIError.instance(f"COPY {self.qualified_name}", None, err, psycopg.Error,
+                                             connection_invalidated=raw.closed) from None
 
     def do_insert(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """Insert one row from keyword values; returns ``{column: value}`` for `return_col_names`."""

@@ -108,13 +108,15 @@ class PostgresSensorLogger(AlertConsumer, PostgreSQLInterface):
             kwargs["alert_keys"] = list(DEFAULT_ALERT_KEYS)
         if not kwargs.get("alert_key_parser_re"):
             kwargs["alert_key_parser_re"] = DEFAULT_PARSER_RE
-        kwargs.setdefault("durable_prefetch", min(max(int(buffer_size), 1), 65535))
+        name = kwargs.get("name", "?")
+        self.batch_size = _positive_int(batch_size, "batch_size", name)
+        self.buffer_size = _positive_int(buffer_size, "buffer_size", name)
+        # durable queue: the broker hands over at most what the buffer holds; the rest waits there
+        kwargs.setdefault("durable_prefetch", min(self.buffer_size, 65535))
         AlertConsumer.__init__(self, add_endpoints_now=False, **kwargs)
         PostgreSQLInterface.__init__(self, **kwargs)
         self.insertion_table_endpoint_name = insertion_table_endpoint_name
         self.default_insertion_table = insertion_table_endpoint_name  # newer reference name
-        self.batch_size = _positive_int(batch_size, "batch_size", self.name)
-        self.buffer_size = _positive_int(buffer_size, "buffer_size", self.name)
         self.flush_interval_s = max(0.0, float(flush_interval_s))
         self.retry_interval_s = max(0.05, float(retry_interval_s))
         self.stop_timeout_s = max(0.0, float(stop_timeout_s))
