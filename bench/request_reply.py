@@ -58,6 +58,7 @@ TARGET_TPUT_RATIO = 0.5         # dripline replies/s at C=64 >= 0.5 x raw
 TARGET_AGENT_S = 0.25           # one `dl-agent get`, spawn to exit
 CONCURRENCIES = (1, 8, 64)
 MAX_ATTEMPTS = 3                # a repetition disturbed by a broker connection loss is repeated
+MAX_RAW_SERVER_CONNECTS = 20
 CLIENTS = ("raw", "async", "sync")
 CLIENT_LABEL = {"raw": "raw pika-asyncio", "async": "AsyncInterface.get",
                 "sync": "Interface.get"}
@@ -105,39 +106,46 @@ async def _raw_serve(args: argparse.Namespace) -> None:
         loop.add_signal_handler(sig, stop.set)
     props_cls = pika.BasicProperties
     ready_said = False
-    while not stop.is_set():  # reconnects when something else closes our connection
+
+    async def open_and_consume(lost: asyncio.Event):
+        conn, ch = await _pika_open(args.host, args.port, "bench-raw-server",
+                                    on_close=lambda *_: lost.set())
+        await _pika_step(ch.exchange_declare, RAW_EXCHANGE, exchange_type="topic",
+                         auto_delete=True)
+        await _pika_step(ch.queue_declare, args.queue, exclusive=True, auto_delete=True)
+        await _pika_step(ch.queue_bind, args.queue, RAW_EXCHANGE, routing_key=args.queue + ".#")
+        publish = ch.basic_publish
+
+        def on_request(_ch, _method, props, body):
+            publish(RAW_EXCHANGE, props.reply_to, body,
+                    props_cls(correlation_id=props.correlation_id))
+
+        await _pika_step(ch.basic_consume, args.queue, on_request, auto_ack=True)
+        return conn
+
+    for _ in range(MAX_RAW_SERVER_CONNECTS):  # reconnects when something closes our connection
         lost = asyncio.Event()
         try:
-            conn, ch = await _pika_open(args.host, args.port, "bench-raw-server",
-                                        on_close=lambda *_: lost.set())
-            await _pika_step(ch.exchange_declare, RAW_EXCHANGE, exchange_type="topic",
-                             auto_delete=True)
-            await _pika_step(ch.queue_declare, args.queue, exclusive=True, auto_delete=True)
-            await _pika_step(ch.queue_bind, args.queue, RAW_EXCHANGE, routing_key=args.queue + ".#")
-            publish = ch.basic_publish
-
-            def on_request(_ch, _method, props, body, publish=publish):
-                publish(RAW_EXCHANGE, props.reply_to, body,
-                        props_cls(correlation_id=props.correlation_id))
-
-            await _pika_step(ch.basic_consume, args.queue, on_request, auto_ack=True)
-        except Exception as err:  # broker busy or connection killed while setting up
+            conn = await asyncio.wait_for(open_and_consume(lost), 20)
+        except Exception as err:  # broker busy, or the connection was killed while setting up
             print(f"raw server: (re)connecting failed: {err!r}", file=sys.stderr, flush=True)
             await asyncio.sleep(0.5)
             continue
         if not ready_said:
             print("READY", flush=True)
             ready_said = True
-        stopping = asyncio.ensure_future(stop.wait())
-        await asyncio.wait({stopping, asyncio.ensure_future(lost.wait())},
-                           return_when=asyncio.FIRST_COMPLETED)
+        waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())}
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
         if stop.is_set():
-            conn.close()
-            await asyncio.sleep(0.2)  # let Connection.Close go out
+            if conn.is_open:
+                conn.close()
+                await asyncio.sleep(0.2)  # let Connection.Close go out
             return
         print("raw server: connection lost; reconnecting", file=sys.stderr, flush=True)
-        stopping.cancel()
         await asyncio.sleep(0.2)
+    print("raw server: giving up after too many reconnects", file=sys.stderr, flush=True)
 
 
 def dl_server_main(args: argparse.Namespace) -> None:
@@ -191,6 +199,9 @@ class RawClient:
         self.pending: dict[str, asyncio.Future] = {}
 
     async def connect(self) -> None:
+        await asyncio.wait_for(self._connect(), 30)
+
+    async def _connect(self) -> None:
         import pika
         self.props_cls = pika.BasicProperties
         self.conn, self.ch = await _pika_open(self.host, self.port, "bench-raw-client",
@@ -224,9 +235,12 @@ class RawClient:
         fut = asyncio.get_running_loop().create_future()
         self.pending[cid] = fut
         try:
-            self.ch.basic_publish(RAW_EXCHANGE, self.routing_key, body,
-                                  self.props_cls(correlation_id=cid, reply_to=self.reply_to),
-                                  mandatory=True)
+            try:
+                self.ch.basic_publish(RAW_EXCHANGE, self.routing_key, body,
+                                      self.props_cls(correlation_id=cid, reply_to=self.reply_to),
+                                      mandatory=True)
+            except Exception as err:  # channel or connection closed under us
+                raise Disturbed(f"raw client cannot publish: {err!r}") from None
             return await asyncio.wait_for(fut, timeout)
         finally:
             self.pending.pop(cid, None)
@@ -324,6 +338,8 @@ async def _async_latency(call: Callable, warmup: int, n: int, max_s: float) -> d
     deadline = time.monotonic() + max_s
     for _ in range(warmup):
         await call()
+        if time.monotonic() > deadline:
+            break
     samples = []
     clock = time.perf_counter
     for _ in range(n):
@@ -339,6 +355,8 @@ def _sync_latency(call: Callable, warmup: int, n: int, max_s: float) -> dict[str
     deadline = time.monotonic() + max_s
     for _ in range(warmup):
         call()
+        if time.monotonic() > deadline:
+            break
     samples = []
     clock = time.perf_counter
     for _ in range(n):
@@ -385,8 +403,15 @@ def _sync_throughput(call: Callable, conc: int, n: int, max_s: float,
     start = threading.Barrier(conc + 1)
 
     def worker() -> None:
-        call()  # warm-up, not counted
-        start.wait(30)
+        try:
+            call()  # warm-up, not counted
+            start.wait(30)
+        except threading.BrokenBarrierError:
+            return
+        except BaseException as err:
+            errors.append(err)
+            start.abort()
+            return
         while time.monotonic() < deadline:
             with lock:
                 if remaining[0] <= 0:
@@ -403,7 +428,12 @@ def _sync_throughput(call: Callable, conc: int, n: int, max_s: float,
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(conc)]
     for t in threads:
         t.start()
-    start.wait(30)
+    try:
+        start.wait(30)
+    except threading.BrokenBarrierError:
+        for t in threads:
+            t.join(30)
+        raise errors[0] if errors else Disturbed("the client threads did not start")
     with cpu:
         for t in threads:
             t.join(max_s + 30)
@@ -505,6 +535,7 @@ class Children:
     def __init__(self, args: argparse.Namespace, tmp: str) -> None:
         self.args, self.tmp = args, tmp
         self.procs: list[subprocess.Popen] = []
+        self.logs: dict[int, str] = {}
         tag = uuid.uuid4().hex[:8]
         self.raw_queue = f"bench_rr_raw_{tag}"
         self.service = f"bench_rr_svc_{tag}"
@@ -512,19 +543,22 @@ class Children:
         self.raw_pid: int | None = None
         self.dl_pid: int | None = None
 
-    def _spawn(self, role_args: list[str], log_name: str) -> subprocess.Popen:
+    def _spawn(self, role_args: list[str], log_name: str, pipe: bool) -> subprocess.Popen:
         log = open(os.path.join(self.tmp, log_name), "w")
         proc = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), *role_args,
              "--host", self.args.host, "--port", str(self.args.port),
              "--max-seconds", str(self.args.child_max_seconds)],
-            stdout=subprocess.PIPE, stderr=log, text=True, preexec_fn=_die_with_parent)
+            stdout=subprocess.PIPE if pipe else log, stderr=log, text=True,
+            preexec_fn=_die_with_parent)
         log.close()
         self.procs.append(proc)
+        self.logs[proc.pid] = log_name
         return proc
 
     def start_raw(self) -> None:
-        proc = self._spawn(["--role", "raw-server", "--queue", self.raw_queue], "raw_server.log")
+        proc = self._spawn(["--role", "raw-server", "--queue", self.raw_queue], "raw_server.log",
+                           pipe=True)
         self.raw_pid = proc.pid
         deadline = time.monotonic() + 30
         import selectors
@@ -552,7 +586,7 @@ class Children:
                      f"  - name: {self.endpoint}\n"
                      "    module: KeyValueStore\n"
                      "    initial_value: 1.5\n")
-        proc = self._spawn(["--role", "dl-server", "--config", path], "dl_server.log")
+        proc = self._spawn(["--role", "dl-server", "--config", path], "dl_server.log", pipe=False)
         self.dl_pid = proc.pid
 
     def log_tail(self, name: str) -> str:
@@ -563,10 +597,10 @@ class Children:
             return ""
 
     def check_alive(self) -> None:
-        for proc, log in ((p, n) for p, n in zip(self.procs, ("raw_server.log", "dl_server.log"))):
+        for proc in self.procs:
             if proc.poll() is not None:
                 raise ServerDied(f"server process {proc.pid} exited with {proc.returncode}:\n"
-                                 + self.log_tail(log))
+                                 + self.log_tail(self.logs[proc.pid]))
 
     def stop(self) -> None:
         for proc in self.procs:
@@ -868,6 +902,13 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
         summary["disturbed"] = result["disturbed"]
         print(f"\n{len(result['disturbed'])} repetition(s) were disturbed (broker connection lost)"
               " and measured again")
+    summary["per_repetition"] = {
+        "p50_ms": {c: [round(r["latency"][c]["p50_ms"], 4) for r in reps] for c in CLIENTS},
+        "replies_per_s_c64": {c: [round(r["throughput"][64][c]["replies_per_s"], 1)
+                                  for r in reps] for c in CLIENTS},
+        "agent_pyc_cached_median_s": [round(r["agent"]["pyc_cached"]["median_s"], 4)
+                                      for r in reps if "agent" in r],
+    }
     summary["all_pass"] = all(verdicts)
     print(f"\nverdict: {sum(verdicts)}/{len(verdicts)} targets met")
     return summary

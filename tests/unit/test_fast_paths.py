@@ -315,3 +315,89 @@ def test_version_agrees_with_importlib_metadata():
         expected = "0.0.0"
     assert dripline._read_version() == expected
     assert dripline.__version__ == dripline.version == expected
+
+
+def test_loop_thread_call_returns_raises_and_maps_cancellation():
+    from dripline.core.loop_thread import LoopThread
+    lt = LoopThread("t-loop")
+    try:
+        assert lt.call(lambda a, done: done(a * 2, None), 21) == 42
+        with pytest.raises(KeyError):
+            lt.call(lambda done: done(None, KeyError("k")))
+
+        def raises(done):
+            raise ValueError("before done")
+        with pytest.raises(ValueError):
+            lt.call(raises)
+        with pytest.raises(concurrent.futures.CancelledError):
+            lt.call(lambda done: done(None, asyncio.CancelledError()))
+
+        def later(done):  # done from a later loop callback, twice: the first one counts
+            lt.loop.call_later(0.01, done, "first", None)
+            lt.loop.call_later(0.02, done, "second", None)
+        assert lt.call(later) == "first"
+        with pytest.raises(RuntimeError):
+            lt.run(_call_from_loop(lt))
+    finally:
+        lt.stop()
+
+
+async def _call_from_loop(lt):
+    lt.call(lambda done: done(1, None))
+
+
+def _core_without_broker(monkeypatch):
+    from dripline.core.core import Core
+    from dripline.testing import test_mesh
+    core = Core(test_mesh(), make_connection=False)
+    monkeypatch.setattr(core, "_publish", lambda exchange, msg: None)  # sent into the void
+    return core
+
+
+def test_request_callback_times_out_like_request(monkeypatch):
+    from dripline.core.exceptions import TimeoutError_
+    from dripline.core.message import op_t
+    from dripline.core.request_sender import build_request
+    core = _core_without_broker(monkeypatch)
+    loop = asyncio.new_event_loop()
+    try:
+        core.loop = loop
+        results = []
+
+        async def go():
+            request = build_request(op_t.get, "nobody")
+            fut = loop.create_future()
+            core.request_callback(request, 0.05, lambda r, e: fut.set_result((r, e)))
+            results.append(await fut)
+            assert request.correlation_id not in core._pending
+            with pytest.raises(TimeoutError_) as old_style:
+                await core.request(build_request(op_t.get, "nobody"), 0.05)
+            return old_style.value
+        old = loop.run_until_complete(go())
+        reply, err = results[0]
+        assert reply is None and type(err) is TimeoutError_
+        assert str(err) == str(old) and err.return_code == old.return_code
+    finally:
+        loop.close()
+
+
+def test_request_callback_delivers_the_reply(monkeypatch):
+    from dripline.core.message import MsgReply, op_t
+    from dripline.core.request_sender import build_request
+    core = _core_without_broker(monkeypatch)
+    loop = asyncio.new_event_loop()
+    try:
+        core.loop = loop
+
+        async def go():
+            request = build_request(op_t.get, "somebody")
+            fut = loop.create_future()
+            core.request_callback(request, 5, lambda r, e: fut.set_result((r, e)))
+            reply = MsgReply(0, "", {"value_raw": 1}, correlation_id=request.correlation_id)
+            core._deliver_reply(reply)
+            return await fut, request
+        (reply, err), request = loop.run_until_complete(go())
+        assert err is None and reply.payload == {"value_raw": 1}
+        assert request.correlation_id not in core._pending
+    finally:
+        loop.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
 from .exceptions import ConnectionError_, DecodeError, DriplineError, TimeoutError_, UnableToSendError
 from .message import Message, MsgAlert, MsgReply, MsgRequest, Reassembler, decode
@@ -177,6 +177,39 @@ class Core:
             return await self._await(pending, msg, timeout_s)
         finally:
             self._pending.pop(msg.correlation_id, None)
+
+    def request_callback(self, msg: MsgRequest, timeout_s: float | None,
+                         done: Callable[[MsgReply | None, BaseException | None], None]) -> None:
+        """`request` for a blocked thread (Interface): send now, then done(reply, error) once.
+
+        Same outcomes as `request` (reply, UnableToSendError, TimeoutError_, ConnectionError_ ...)
+        without a task: the reply's future calls `done` directly, which saves a task and two
+        loop iterations per blocking request. Must run on the loop.
+        """
+        try:
+            pending = self._send_request(msg, collect=False)
+        except Exception as err:
+            done(None, err)
+            return
+        future = pending.future
+        timer = future.get_loop().call_later(timeout_s, _expire, future) if timeout_s else None
+
+        def finished(fut: asyncio.Future) -> None:
+            if timer is not None:
+                timer.cancel()
+            self._pending.pop(msg.correlation_id, None)
+            if fut.cancelled():
+                done(None, asyncio.CancelledError())
+                return
+            err = fut.exception()
+            if err is None:
+                done(fut.result(), None)
+            elif isinstance(err, asyncio.TimeoutError):
+                done(None, TimeoutError_(f"no reply from '{msg.routing_key}' within "
+                                         f"{timeout_s:g} s"))
+            else:
+                done(None, err)
+        future.add_done_callback(finished)
 
     async def request_all(self, msg: MsgRequest, timeout_s: float = 1.0) -> list[MsgReply]:
         """Send a request (normally a broadcast) and collect every reply arriving within timeout_s."""

@@ -115,7 +115,12 @@ class Interface(RequestSender):
         return self._async.core
 
     def send_request(self, request: MsgRequest, timeout_s: float | None = None) -> MsgReply:
-        return self._thread.run(self._async.send_request(request, timeout_s))
+        aif = self._async
+        if not aif._started:  # closed: AsyncInterface.send_request (re)starts as it always did
+            return self._thread.run(aif.send_request(request, timeout_s))
+        # the task-free path: every blocking get/set/cmd comes here (bench/request_reply.py)
+        return self._thread.call(aif.core.request_callback, request,
+                                 aif.timeout_s if timeout_s is None else timeout_s)
 
     def send_request_all(self, request: MsgRequest, timeout_s: float | None = None) -> list[MsgReply]:
         return self._thread.run(self._async.send_request_all(request, timeout_s))

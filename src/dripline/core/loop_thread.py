@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from typing import Any, Coroutine
+from typing import Any, Callable, Coroutine
 
 __all__ = ["LoopThread", "new_event_loop"]
 
@@ -58,6 +58,20 @@ class LoopThread:
         if not call.lock.acquire(True, -1 if timeout is None else max(timeout, 0)):
             self.loop.call_soon_threadsafe(call.cancel)
             raise concurrent.futures.TimeoutError()
+        return call.outcome()
+
+    def call(self, fn: Callable[..., None], *args: Any) -> Any:
+        """Run fn(*args, done) on the loop and block until it calls done(result, error).
+
+        For callback-style loop APIs (Core.request_callback): no task, no coroutine. An error is
+        raised here; a CancelledError becomes concurrent.futures.CancelledError, as with `run`.
+        """
+        if threading.current_thread() is self.thread:
+            raise RuntimeError("a blocking dripline call was made from its own event loop thread; "
+                               "use the async API (await ...) there instead")
+        call = _CallbackCall(fn, args)
+        self.loop.call_soon_threadsafe(call.start)
+        call.lock.acquire()
         return call.outcome()
 
     def stop(self) -> None:
@@ -115,4 +129,42 @@ class _BlockingCall:
                 raise self.error
             finally:
                 self.error = None  # no reference cycle through the traceback
+        return self.result
+
+
+class _CallbackCall:
+    """One `LoopThread.call`: `lock` is released by the first done(result, error)."""
+
+    __slots__ = ("fn", "args", "lock", "finished", "result", "error")
+
+    def __init__(self, fn: Callable[..., None], args: tuple) -> None:
+        self.fn, self.args = fn, args
+        self.lock = threading.Lock()
+        self.lock.acquire()
+        self.finished = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def start(self) -> None:  # on the loop
+        try:
+            self.fn(*self.args, self.done)
+        except BaseException as err:
+            self.done(None, err)
+            if not isinstance(err, Exception):
+                raise
+
+    def done(self, result: Any, error: BaseException | None) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.result, self.error = result, error
+        self.lock.release()
+
+    def outcome(self) -> Any:
+        error = self.error
+        if error is not None:
+            self.error = None  # no reference cycle through the traceback
+            if isinstance(error, asyncio.CancelledError):
+                raise concurrent.futures.CancelledError() from None
+            raise error
         return self.result
