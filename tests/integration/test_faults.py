@@ -91,6 +91,29 @@ def test_reply_header_integers_are_unsigned_32_bit(served):
     assert b"return_code" + b"i" in b"".join(encoded)
 
 
+def test_request_with_a_missing_chunk_is_answered_302_after_the_wait(served, dl_interface):
+    _, ep = served
+    conn = pika.BlockingConnection(pika.ConnectionParameters("localhost"))
+    try:
+        ch = conn.channel()
+        q = ch.queue_declare("", exclusive=True, auto_delete=True).method.queue
+        ch.queue_bind(q, "requests", q)
+        ch.basic_publish("requests", ep, b'{"values": [1', pika.BasicProperties(  # chunk 0 of 2 only
+            content_encoding="application/json", correlation_id="c1", reply_to=q,
+            message_id=f"{uuid.uuid4()}/0/2", headers=_headers()))
+        deadline = time.monotonic() + 5
+        reply = None
+        while reply is None and time.monotonic() < deadline:
+            method, props, body = ch.basic_get(q, auto_ack=True)
+            if method is not None:
+                reply = props
+            conn.process_data_events(0.05)
+    finally:
+        conn.close()
+    assert reply is not None and reply.headers["return_code"] == 302
+    assert dl_interface.cmd(ep, "add", [1, 2]) == 3
+
+
 def test_bad_lockout_key_gets_308(served):
     _, ep = served
     props, _ = _raw_rpc(ep, b"null", _headers(lockout_key="not-a-uuid"))

@@ -14,7 +14,6 @@ import asyncio
 import json
 import signal
 import sys
-import time
 import uuid
 from typing import Any
 
@@ -77,7 +76,7 @@ def _as_list(value: Any) -> list:
 async def _monitor(args: argparse.Namespace, res: Any, request_keys: list, alert_keys: list) -> int:
     from dripline.core.core import Core
     from dripline.core.exceptions import DecodeError
-    from dripline.core.message import Reassembler
+    from dripline.core.receiver import ChunkReceiver
 
     core = Core(res.mesh, res.auth, connection_name="dripline:dl-mon")
     await core.start()
@@ -91,7 +90,6 @@ async def _monitor(args: argparse.Namespace, res: Any, request_keys: list, alert
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, done.set)
-    assembler = Reassembler()
     count = 0
 
     def show(msg: Any) -> None:
@@ -101,29 +99,24 @@ async def _monitor(args: argparse.Namespace, res: Any, request_keys: list, alert
         if args.max_messages and count >= args.max_messages:
             done.set()
 
+    receiver = ChunkReceiver(show)
+
     def on_message(routing_key: str, body: bytes, properties: Any, ack: Any) -> None:
         try:
-            msg = assembler.feed(routing_key, body, properties, time.monotonic())
+            msg = receiver.feed(routing_key, body, properties)
         except DecodeError as err:
             print(f"undecodable message on {routing_key}: {err.message}", flush=True)
             return
         if msg is not None:
             show(msg)
 
-    async def expire_loop() -> None:
-        while True:
-            await asyncio.sleep(0.25)
-            for msg in assembler.expire(time.monotonic()):
-                show(msg)
-
     await conn.consume(queue, on_message)
     print(f"dl-mon: watching requests {request_keys or '-'} and alerts {alert_keys or '-'} "
           f"on {conn.address} (Ctrl-C to stop)", file=sys.stderr, flush=True)
-    expirer = loop.create_task(expire_loop())
     try:
         await done.wait()
     finally:
-        expirer.cancel()
+        receiver.close()
         await conn.delete_queue(queue)
         await core.close()
     return 0

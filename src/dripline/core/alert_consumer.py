@@ -24,7 +24,6 @@ from __future__ import annotations
 import collections
 import logging
 import re
-import time
 from typing import Any, Iterable
 
 from .exceptions import ConfigError, DecodeError
@@ -118,7 +117,6 @@ class AlertConsumer(Service):
         self._acks = AckTracker()
         self._durable_assembler = None
         self._chunk_deliveries: dict[str, list[_Delivery]] = {}
-        self._durable_expiry = None
 
     # ------------------------------------------------------------------ reference API
     @property
@@ -162,8 +160,8 @@ class AlertConsumer(Service):
             for key in self.alert_keys:
                 await conn.bind(queue, exchange, key)
             return
-        from .message import Reassembler
-        self._durable_assembler = Reassembler(wait_s=self.message_wait_ms / 1000)
+        from .receiver import ChunkReceiver
+        self._durable_assembler = ChunkReceiver(self._expired_durable, wait_s=self.message_wait_ms / 1000)
         durable = await conn.declare_queue(name, exclusive=False, auto_delete=False, durable=True)
         for key in self.alert_keys:
             await conn.bind(durable, exchange, key)
@@ -208,7 +206,7 @@ class AlertConsumer(Service):
     def _on_durable_delivery(self, routing_key: str, body: bytes, properties: Any, ack: Any) -> None:
         delivery = self._acks.add(ack)
         try:
-            msg = self._durable_assembler.feed(routing_key, body, properties, time.monotonic())
+            msg = self._durable_assembler.feed(routing_key, body, properties)
         except DecodeError as err:
             logger.warning("service %s: undecodable message on the alert queue (routing key %r): %s; "
                            "dropped", self.name, routing_key, err.message)
@@ -217,7 +215,6 @@ class AlertConsumer(Service):
         if msg is None:  # one chunk of a larger alert: acknowledged with the whole alert
             base_id = str(getattr(properties, "message_id", "") or "").split("/", 1)[0]
             self._chunk_deliveries.setdefault(base_id, []).append(delivery)
-            self._schedule_durable_expiry()
             return
         deliveries = self._chunk_deliveries.pop(msg.message_id, [])
         deliveries.append(delivery)
@@ -236,19 +233,8 @@ class AlertConsumer(Service):
                              msg.routing_key)
             self._acks.finish(deliveries)
 
-    def _schedule_durable_expiry(self) -> None:
-        if self._durable_expiry is not None:
-            return
-        deadline = self._durable_assembler.next_deadline()
-        if deadline is None:
-            return
-
-        def expire() -> None:
-            self._durable_expiry = None
-            for msg in self._durable_assembler.expire(time.monotonic()):
-                self._deliver_durable(msg, self._chunk_deliveries.pop(msg.message_id, []))
-            self._schedule_durable_expiry()
-        self._durable_expiry = self.loop.call_later(max(0.0, deadline - time.monotonic()), expire)
+    def _expired_durable(self, msg: Message) -> None:
+        self._deliver_durable(msg, self._chunk_deliveries.pop(msg.message_id, []))
 
 
 def _as_param(payload: Any) -> Any:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any, Callable
 
 from .exceptions import ConnectionError_, DecodeError, DriplineError, TimeoutError_, UnableToSendError
-from .message import Message, MsgAlert, MsgReply, MsgRequest, Reassembler, decode
+from .message import Message, MsgAlert, MsgReply, MsgRequest, decode
+from .receiver import ChunkReceiver
 
 __all__ = ["Core", "mesh_and_auth"]
 
@@ -66,10 +66,9 @@ class Core:
         self.make_connection = make_connection
         self.service_name = service_name
         self._connection_name = connection_name or f"dripline:{service_name}"
-        self._reply_assembler = Reassembler(wait_s=message_wait_ms / 1000)
+        self._replies = ChunkReceiver(self._deliver_reply, wait_s=message_wait_ms / 1000)
         self._pending: dict[str, _PendingRequest] = {}
         self._reply_queue = None
-        self._expiry_handle: asyncio.TimerHandle | None = None
         self.connection = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -131,8 +130,7 @@ class Core:
 
     async def close(self) -> None:
         self._fail_all(ConnectionError_("the client was closed"))
-        if self._expiry_handle:
-            self._expiry_handle.cancel()
+        self._replies.close()
         if self.connection is not None:
             await self.connection.close()
 
@@ -255,14 +253,12 @@ class Core:
     # ---------------------------------------------------------------- receiving
     def _on_reply_delivery(self, routing_key: str, body: bytes, properties: Any, ack) -> None:
         try:
-            msg = self._reply_assembler.feed(routing_key, body, properties, time.monotonic())
+            msg = self._replies.feed(routing_key, body, properties)
         except DecodeError as err:
             logger.warning("undecodable message on the reply queue: %s", err.message)
             return
-        if msg is None:
-            self._schedule_expiry()
-            return
-        self._deliver_reply(msg)
+        if msg is not None:
+            self._deliver_reply(msg)
 
     def _deliver_reply(self, msg: Message) -> None:
         pending = self._pending.get(msg.correlation_id)
@@ -285,21 +281,6 @@ class Core:
             pending.replies.append(msg)
         elif not pending.future.done():
             pending.future.set_result(msg)
-
-    def _schedule_expiry(self) -> None:
-        if self._expiry_handle is not None:
-            return
-        deadline = self._reply_assembler.next_deadline()
-        if deadline is None:
-            return
-
-        def expire():
-            self._expiry_handle = None
-            for msg in self._reply_assembler.expire(time.monotonic()):
-                self._deliver_reply(msg)
-            self._schedule_expiry()
-
-        self._expiry_handle = self.loop.call_later(max(0.0, deadline - time.monotonic()), expire)
 
     def _on_returned(self, properties: Any, text: str) -> None:
         pending = self._pending.get(getattr(properties, "correlation_id", None) or "")

@@ -20,7 +20,6 @@ import logging
 import queue
 import signal
 import threading
-import time
 import uuid
 import weakref
 from concurrent.futures import Executor, Future
@@ -29,7 +28,8 @@ from typing import Any, Callable
 
 from .endpoint import Endpoint
 from .exceptions import ConnectionError_, DecodeError, DriplineError
-from .message import Message, MsgAlert, MsgReply, MsgRequest, Reassembler, default_sender_info
+from .message import Message, MsgAlert, MsgReply, MsgRequest, default_sender_info
+from .receiver import ChunkReceiver
 from .request_sender import RequestSender
 from .scheduler import Scheduler
 
@@ -195,8 +195,7 @@ class Service(Endpoint, RequestSender):
         self.loop: asyncio.AbstractEventLoop | None = None
         self._worker: _Worker | None = None
         self._child_workers: dict[str, _Worker] = {}
-        self._assembler = Reassembler(wait_s=message_wait_ms / 1000)
-        self._expiry: asyncio.TimerHandle | None = None
+        self._receiver = ChunkReceiver(self._dispatch, wait_s=message_wait_ms / 1000)
         self._queues: list = []
         self._stop_event: asyncio.Event | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -442,15 +441,16 @@ class Service(Endpoint, RequestSender):
 
     async def stop_async(self) -> None:
         self._scheduler.stop()
+        self._receiver.close()
         for task in list(self._tasks):
             task.cancel()
         conn = self.core.connection
         if conn is not None and conn.is_open:
-            for queue in self._queues:
+            for declared in self._queues:
                 try:
-                    await conn.delete_queue(queue)
+                    await conn.delete_queue(declared)
                 except DriplineError as err:
-                    logger.debug("deleting queue %s: %s", queue.name, err.message)
+                    logger.debug("deleting queue %s: %s", declared.name, err.message)
         self._queues.clear()
         await self.core.close()
         for worker in [self._worker, *self._child_workers.values()]:
@@ -490,14 +490,12 @@ class Service(Endpoint, RequestSender):
     # ------------------------------------------------------------------ receiving
     def _on_delivery(self, routing_key: str, body: bytes, properties: Any, ack: Any) -> None:
         try:
-            msg = self._assembler.feed(routing_key, body, properties, time.monotonic())
+            msg = self._receiver.feed(routing_key, body, properties)
         except DecodeError as err:
             self._reply_to_undecodable(err, properties)
             return
-        if msg is None:
-            self._schedule_expiry()
-            return
-        self._dispatch(msg)
+        if msg is not None:
+            self._dispatch(msg)
 
     def _reply_to_undecodable(self, err: DecodeError, properties: Any) -> None:
         reply_to = getattr(err, "reply_to", None) or getattr(properties, "reply_to", None)
@@ -509,20 +507,6 @@ class Service(Endpoint, RequestSender):
         reply.correlation_id = getattr(err, "correlation_id", None) or \
             getattr(properties, "correlation_id", None) or ""
         self._send_now(self._stamp(reply))
-
-    def _schedule_expiry(self) -> None:
-        if self._expiry is not None:
-            return
-        deadline = self._assembler.next_deadline()
-        if deadline is None:
-            return
-
-        def expire() -> None:
-            self._expiry = None
-            for msg in self._assembler.expire(time.monotonic()):
-                self._dispatch(msg)
-            self._schedule_expiry()
-        self._expiry = self.loop.call_later(max(0.0, deadline - time.monotonic()), expire)
 
     def _stamp(self, msg: Message) -> Message:
         msg.sender_info = self.sender_info

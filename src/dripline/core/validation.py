@@ -10,7 +10,6 @@ from __future__ import annotations
 import difflib
 import inspect
 from dataclasses import dataclass
-from typing import Any
 
 from .exceptions import ConfigError
 from .object_creator import find_class
