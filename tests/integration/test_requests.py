@@ -182,3 +182,51 @@ def test_unreachable_broker_fails_after_bounded_attempts():
         Interface(dripline_mesh=mesh)
     assert time.monotonic() - start < 10
     assert "after 2 attempt" in info.value.message
+
+
+def test_prefetch_window_leaves_a_flood_queued_in_the_broker(dl_service):
+    """With request_prefetch=2 the service holds few requests; the rest wait in RabbitMQ."""
+    import subprocess
+    svc = make_service(request_prefetch=2)
+    ep = Echo(name=unique_name("slow"))
+    svc.add_child(ep)
+    dl_service(svc)
+    n = 30
+    with AsyncInterface_sync_sender() as send:
+        for _ in range(n):
+            send(ep.name, "sleep", [0.1])
+        time.sleep(0.3)
+        out = subprocess.run(["rabbitmqctl", "list_queues", "-q", "name", "messages_ready"],
+                             capture_output=True, text=True, timeout=60).stdout
+        waiting = int(dict(line.split() for line in out.splitlines() if line.strip())[svc.name])
+        # only the window (2) plus the request being handled and those already answered have left
+        assert waiting >= n - 2 - 1 - 8
+        replies = send.collect(n, timeout=20)
+    assert [r.return_code for r in replies] == [0] * n
+    assert svc.sync_children[ep.name].max_active == 1
+
+
+class AsyncInterface_sync_sender:
+    """Fire-and-collect requests from a background loop (many in flight, no waiting per request)."""
+
+    def __enter__(self):
+        from dripline.core.loop_thread import LoopThread
+        self.thread = LoopThread("flood")
+        self.iface = AsyncInterface(dripline_mesh=test_mesh())
+        self.thread.run(self.iface.start())
+        self.futures = []
+        return self
+
+    def __call__(self, ep, method, args):
+        from dripline.core.request_sender import build_request, cmd_payload
+        from dripline.core.message import op_t
+        req = build_request(op_t.cmd, ep, method, cmd_payload(args))
+        self.futures.append(asyncio.run_coroutine_threadsafe(self.iface.send_request(req, 30),
+                                                             self.thread.loop))
+
+    def collect(self, n, timeout):
+        return [f.result(timeout) for f in self.futures[:n]]
+
+    def __exit__(self, *exc):
+        self.thread.run(self.iface.close())
+        self.thread.stop()

@@ -161,6 +161,7 @@ class AlertConsumer(Service):
                 await conn.bind(queue, exchange, key)
             return
         from .receiver import ChunkReceiver
+        self._window.multiple_ok = False  # durable deliveries are acknowledged only once stored
         self._durable_assembler = ChunkReceiver(self._expired_durable, wait_s=self.message_wait_ms / 1000)
         durable = await conn.declare_queue(name, exclusive=False, auto_delete=False, durable=True)
         for key in self.alert_keys:

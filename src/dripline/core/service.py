@@ -40,6 +40,65 @@ logger = logging.getLogger(__name__)
 ALERT_BUFFER_SIZE = 10000
 
 
+class _AckWindow:
+    """Bounds how many requests a service holds at once (the prefetch window).
+
+    The service queue is consumed with manual acknowledgement and a basic.qos prefetch of
+    `size`. Deliveries are acknowledged as they arrive while fewer than `size` requests are being
+    handled; beyond that acknowledgements wait until handlers finish, so the broker keeps the
+    rest of a flood queued instead of pushing it all into this process's memory.
+
+    Acknowledgements are sent once per loop iteration, as one `multiple` ack for everything
+    received so far: per-message acks cost the broker measurable CPU (bench/request_reply.py).
+    `multiple` covers every earlier delivery on the channel, so a service that also consumes a
+    queue whose messages must be acknowledged later (a durable alert queue) sets
+    `multiple_ok = False` and each delivery is acknowledged on its own.
+    """
+
+    __slots__ = ("size", "busy", "held", "ready", "multiple_ok", "_scheduled")
+
+    def __init__(self, size: int) -> None:
+        self.size = max(1, int(size))
+        self.busy = 0
+        self.held: collections.deque = collections.deque()
+        self.ready: list = []
+        self.multiple_ok = True
+        self._scheduled = False
+
+    def received(self, ack: Any) -> None:
+        if ack is None:
+            return
+        if self.busy < self.size and not self.held:
+            self._ready(ack)
+        else:
+            self.held.append(ack)
+
+    def started(self) -> None:
+        self.busy += 1
+
+    def finished(self) -> None:
+        self.busy -= 1
+        while self.held and self.busy < self.size:
+            self._ready(self.held.popleft())
+
+    def _ready(self, ack: Any) -> None:
+        self.ready.append(ack)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        ready, self.ready = self.ready, []
+        if not ready:
+            return
+        if self.multiple_ok:
+            ready[-1](multiple=True)
+        else:
+            for ack in ready:
+                ack()
+
+
 class _Worker(Executor):
     """A single thread that runs handlers one at a time, in arrival order.
 
@@ -174,7 +233,7 @@ class Service(Endpoint, RequestSender):
                  message_wait_ms: int = 1000, heartbeat_interval_s: float = 60,
                  username: Any = None, password: Any = None, authentication_obj: Any = None,
                  dripline_mesh: dict | None = None, timeout_s: float = 10,
-                 confirm_retcodes: bool = True, **kwargs: Any) -> None:
+                 confirm_retcodes: bool = True, request_prefetch: int = 100, **kwargs: Any) -> None:
         Endpoint.__init__(self, name, **kwargs)
         from .core import Core
         self.core = Core(dripline_mesh, authentication_obj, make_connection=make_connection,
@@ -196,6 +255,7 @@ class Service(Endpoint, RequestSender):
         self._worker: _Worker | None = None
         self._child_workers: dict[str, _Worker] = {}
         self._receiver = ChunkReceiver(self._dispatch, wait_s=message_wait_ms / 1000)
+        self._window = _AckWindow(request_prefetch)
         self._queues: list = []
         self._stop_event: asyncio.Event | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -384,7 +444,7 @@ class Service(Endpoint, RequestSender):
         for key in self._binding_keys():
             await conn.bind(queue, self.core.requests_exchange, key)
         await self._bind_extra(queue)
-        await conn.consume(queue, self._on_delivery)
+        await conn.consume(queue, self._on_delivery, no_ack=False, prefetch=self._window.size)
         conn.on_restored.append(self._flush_alert_buffer)
         for child in self.async_children.values():
             await self._start_async_child(child)
@@ -409,7 +469,7 @@ class Service(Endpoint, RequestSender):
         self._queues.append(queue)
         await conn.bind(queue, self.core.requests_exchange, f"{child.name}.#")
         self._child_workers[child.name] = _Worker(f"{child.name}-worker")
-        await conn.consume(queue, self._on_delivery)
+        await conn.consume(queue, self._on_delivery, no_ack=False, prefetch=self._window.size)
 
     def _bind_new_child(self, endpoint: Endpoint, is_async: bool) -> None:
         if self.core.connection is None or not self._queues:
@@ -489,6 +549,7 @@ class Service(Endpoint, RequestSender):
 
     # ------------------------------------------------------------------ receiving
     def _on_delivery(self, routing_key: str, body: bytes, properties: Any, ack: Any) -> None:
+        self._window.received(ack)
         try:
             msg = self._receiver.feed(routing_key, body, properties)
         except DecodeError as err:
@@ -521,6 +582,7 @@ class Service(Endpoint, RequestSender):
                                        f"{target_name!r}", None)
                 self._send_now(self._stamp(reply))
                 return
+            self._window.started()
             if target.has_async_handlers() and target.is_async_request(msg):
                 self._spawn(self._handle_async(target, msg))
             else:
@@ -543,11 +605,15 @@ class Service(Endpoint, RequestSender):
         return target.on_request_message(request)
 
     async def _handle_async(self, target: Endpoint, request: MsgRequest) -> None:
-        reply = await target.on_request_message_async(request)
+        try:
+            reply = await target.on_request_message_async(request)
+        finally:
+            self._window.finished()
         if reply is not None:
             self._send_reply(reply)
 
     def _after_handler(self, reply: MsgReply | None, err: BaseException | None) -> None:
+        self._window.finished()
         if err is not None:  # on_request_message never raises; this is a bug guard
             logger.error("service %s: request handling failed: %r", self.name, err)
             return
