@@ -22,24 +22,48 @@ NON_PAYLOAD_KEYS = {"dripline_mesh", "auth_file", "auth_groups", "timeout", "jso
                     "save", "values", "option_values", "dry_run_msg"}
 
 
+EPILOG = """\
+examples:
+  dl-agent get peaches
+  dl-agent set peaches 0.8
+  dl-agent cmd pump -s start 3 rate=fast        (payload {"values": [3], "rate": "fast"})
+  dl-agent cmd my_service -s lock               (the reply's payload holds the lockout key)
+  dl-agent set peaches 0.8 -k 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0
+  dl-agent cmd my_service -s unlock -k 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0
+  dl-agent get peaches --json-print
+"""
+
+
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid timeout {text!r}: a number of seconds") from None
+    if not value >= 0:  # also rejects nan
+        raise argparse.ArgumentTypeError("timeout must be >= 0 seconds; 0 waits forever")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dl-agent", description="Send a dripline request and print the reply.",
-        epilog="examples:  dl-agent get peaches    dl-agent set peaches 0.8    "
-               "dl-agent cmd my_store -s ping    dl-agent cmd pump -s start rate=3")
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("operation", choices=["get", "set", "cmd", "reply", "alert"])
     parser.add_argument("routing_key", help="target endpoint (or reply_to / alert routing key)")
-    parser.add_argument("words", nargs="*", metavar="value|key=value",
+    # default=[]: without a default argparse counts a nargs='*' positional as required and names
+    # it among the missing arguments although it may be empty
+    parser.add_argument("words", nargs="*", default=[], metavar="value|key=value",
                         help="positional values become payload 'values'; key=value adds payload keys")
     add_common_options(parser, "dl-agent")
     r = parser.add_argument_group("request")
     r.add_argument("-s", "--specifier", help="specifier header (attribute or command name)")
-    r.add_argument("-t", "--timeout", type=float, default=None, help="seconds to wait for the reply "
+    r.add_argument("-t", "--timeout", type=_timeout, default=None, help="seconds to wait for the reply "
                    "(default 10; 0 waits forever)")
     r.add_argument("-k", "--lockout-key", help="lockout key (uuid) for a locked endpoint")
     r.add_argument("-P", "--payload", nargs="+", metavar="TEXT", help="strings stored under the payload key 'payload'")
     r.add_argument("--values", nargs="+", dest="option_values", metavar="TEXT",
-                   help="values appended (as strings) after the positional values")
+                   help="values appended (as strings) after the positional values: "
+                        "`set x 5 --values 6` sends [5, \"6\"] (the reference sends only [\"6\"])")
     r.add_argument("--return-code", type=int, default=0, help="return code of a 'reply'")
     r.add_argument("--return-msg", default="", help="return message of a 'reply'")
     o = parser.add_argument_group("output")

@@ -94,4 +94,7 @@ def setup_logging(verbose: int, quiet: int, default: int = logging.WARNING) -> N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("pika").setLevel(max(level, logging.WARNING if level > logging.DEBUG else logging.INFO))
+    # pika logs every failed connection step at ERROR (seven lines for one refused connection);
+    # dripline's own message already says what happened, so pika is heard only with -vv
+    debug = verbose >= 2 and level <= logging.DEBUG
+    logging.getLogger("pika").setLevel(logging.DEBUG if debug else logging.CRITICAL)

@@ -111,8 +111,8 @@ async def _monitor(args: argparse.Namespace, res: Any, request_keys: list, alert
             show(msg)
 
     await conn.consume(queue, on_message)
-    print(f"dl-mon: watching requests {request_keys or '-'} and alerts {alert_keys or '-'} "
-          f"on {conn.address} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    print(f"dl-mon: watching {describe_keys(request_keys, alert_keys)} on {conn.address} "
+          "(Ctrl-C to stop)", file=sys.stderr, flush=True)
     try:
         await done.wait()
     finally:
@@ -120,6 +120,13 @@ async def _monitor(args: argparse.Namespace, res: Any, request_keys: list, alert
         await conn.delete_queue(queue)
         await core.close()
     return 0
+
+
+def describe_keys(request_keys: list, alert_keys: list) -> str:
+    """"requests 'a.#' and alerts '#'": only the kinds that have keys, keys joined by ", "."""
+    parts = [f"{kind} " + ", ".join(f"'{k}'" for k in keys)
+             for kind, keys in (("requests", request_keys), ("alerts", alert_keys)) if keys]
+    return " and ".join(parts)
 
 
 def render(msg: Any, args: argparse.Namespace) -> str:

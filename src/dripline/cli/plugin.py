@@ -11,8 +11,8 @@ YAML, a Dockerfile and a README. By default the classes are declared as entry po
 folders); ``--namespace`` writes the reference's ``dripline/extensions/<name>/`` layout instead,
 which the reference implementation can load too.
 
-Exit status: 0 on success; 1 when `list` found problems (broken plugins, ambiguous names); 2 for
-a usage error (bad name, target folder not empty).
+Exit status: 0 on success; 1 when `list` found problems (broken plugins, ambiguous names) or
+`new` cannot write its files; 2 for a usage error (bad name, target folder not empty).
 """
 from __future__ import annotations
 
@@ -77,15 +77,30 @@ def print_class_list(stream: TextIO | None = None, as_json: bool = False) -> int
 
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
+# import names a plugin package must not take: importing it would shadow (or be shadowed by) the
+# module dripline, its dependencies or the test tools need; the standard library is checked too
+_TAKEN_PACKAGES = frozenset({
+    "dripline", "scarab", "test", "tests", "yaml", "pika", "asteval", "orjson", "uvloop",
+    "sqlalchemy", "psycopg", "psycopg2", "pytest", "_pytest", "pytest_asyncio", "hypothesis",
+    "pluggy", "setuptools", "pkg_resources", "pip",
+    # distribution names (normalised like the package name): installing the plugin would replace them
+    "pyyaml", "dripline_python", "psycopg_binary", "psycopg2_binary",
+})
+
 
 def _names(name: str) -> dict[str, str]:
     if not _NAME_RE.fullmatch(name):
         raise ValueError(f"plugin name {name!r}: use letters, digits, '-' and '_', starting with a "
                          "letter (e.g. 'thermo-sensor')")
     package = re.sub(r"[-_]+", "_", name).lower()
-    if keyword.iskeyword(package) or package in ("dripline", "scarab", "test", "tests"):
+    if keyword.iskeyword(package):
         raise ValueError(f"plugin name {name!r} would make a package called {package!r}, which "
-                         "clashes with Python or dripline; choose another")
+                         "is a Python keyword; choose another")
+    if package in sys.stdlib_module_names or package in _TAKEN_PACKAGES:
+        what = ("shadows a standard-library module" if package in sys.stdlib_module_names
+                else "clashes with a package dripline or its tools use")
+        raise ValueError(f"plugin name {name!r} would make a package called {package!r}, which "
+                         f"{what}; choose another (e.g. '{name}-plugin')")
     cls = "".join(part.capitalize() for part in re.split(r"[-_]+", name) if part)
     if not cls.endswith("Entity"):
         cls += "Entity"
@@ -254,7 +269,7 @@ def test_a_handler_without_a_broker():
 '''
 
 _EXAMPLE_YAML = '''\
-# dl-serve -c example.yaml        (after `pip install .`)
+# dl-serve -c example.yaml        (after `python -m pip install .`)
 # dl-agent set {endpoint} 2 ; dl-agent get {endpoint} ; dl-agent cmd {endpoint} -s reset
 name: {package}_service
 endpoints:
@@ -281,10 +296,10 @@ _README = '''\
 
 A dripline plugin. It adds the class `{cls}` to what `dl-serve` can build.
 
-    pip install -e '.[test]'
+    python -m pip install -e '.[test]'
     dl-serve --list | grep {cls}
-    dl-serve -c example.yaml
-    pytest
+    dl-serve -c example.yaml        # or: python -m dripline.cli.serve -c example.yaml
+    python -m pytest
 
 `dl-serve --list` shows the class, where it comes from and its version; the service and the tests
 need a RabbitMQ on localhost:5672 (or DRIPLINE_TEST_BROKER / DRIPLINE_TEST_PORT for the tests).
@@ -298,7 +313,7 @@ _GITIGNORE = "__pycache__/\n*.egg-info/\nbuild/\ndist/\n"
 def new_plugin(name: str, directory: str | None = None, namespace: bool = False,
                force: bool = False) -> list[str]:
     """Write the plugin package; returns the files written. ValueError for a bad name or a
-    non-empty target folder (unless `force`)."""
+    non-empty target folder (unless `force`); OSError when the files cannot be written."""
     names = _names(name)
     target = os.path.abspath(directory or name)
     if os.path.exists(target) and os.listdir(target) and not force:
@@ -347,7 +362,9 @@ def new_plugin(name: str, directory: str | None = None, namespace: bool = False,
 # ------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
+    from .common import version_string
     parser = argparse.ArgumentParser(prog="dl-plugin", description="Create and inspect dripline plugins.")
+    parser.add_argument("-V", "--version", action="version", version=version_string("dl-plugin"))
     sub = parser.add_subparsers(dest="command", required=True)
     new = sub.add_parser("new", help="generate a complete plugin package")
     new.add_argument("name", help="distribution name of the plugin, e.g. thermo-sensor")
@@ -379,11 +396,26 @@ def run(args: Any) -> int:
     except ValueError as err:
         print(f"dl-plugin: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        where = err.filename or os.path.abspath(args.dir or args.name)
+        print(f"dl-plugin: cannot write the plugin to {where}: {err.strerror or err}",
+              file=sys.stderr)
+        return 1
     root = os.path.abspath(args.dir or args.name)
     print(f"dl-plugin: wrote plugin {args.name!r} to {root} ({len(written)} files). Next:\n"
-          f"    cd {os.path.relpath(root)} && pip install -e '.[test]' && pytest\n"
-          f"    dl-serve -c example.yaml")
+          f"    cd {_shell_path(root)} && python -m pip install -e '.[test]' && python -m pytest\n"
+          f"    dl-serve -c example.yaml    (or: python -m dripline.cli.serve -c example.yaml)")
     return 0
+
+
+def _shell_path(path: str) -> str:
+    """`path` relative to the working folder when that is shorter, quoted for a POSIX shell."""
+    import shlex
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        rel = path
+    return shlex.quote(rel if len(rel) < len(path) else path)
 
 
 if __name__ == "__main__":  # pragma: no cover

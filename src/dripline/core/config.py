@@ -580,7 +580,9 @@ def build_authentication(auth_file: str | os.PathLike | None = None, username: s
 
     `extra_groups` has the spec format ``{group: {item: {"default": ..., "env": ...}}}`` (e.g.
     :data:`POSTGRES_AUTH_SPEC`). The auth file is JSON or YAML ``{group: {item: value}}``; a
-    missing file is a ConfigError naming the path. The password file's whole content is the
+    missing file is a ConfigError naming the path, and so is an item of the file that a known group
+    (dripline, postgres, `extra_groups`) does not have, e.g. a misspelt ``pasword``; groups dripline
+    does not know are kept as they are. The password file's whole content is the
     password, except that ONE trailing newline is removed (``echo secret > file`` adds one; the
     reference keeps it, which makes such files fail to authenticate).
     """
@@ -596,7 +598,9 @@ def build_authentication(auth_file: str | os.PathLike | None = None, username: s
             auth._store(name, item, default, is_default=True)
 
     if auth_file is not None:  # 2. auth file
-        for name, items in _read_auth_file(auth_file).items():
+        content = _read_auth_file(auth_file)
+        _check_auth_items(content, specs, auth_file)
+        for name, items in content.items():
             for item, value in items.items():
                 auth.set(name, item, value)
 
@@ -614,6 +618,25 @@ def build_authentication(auth_file: str | os.PathLike | None = None, username: s
     if password is not None:
         auth.set("dripline", "password", password)
     return auth
+
+
+def _check_auth_items(content: Mapping[str, Mapping[str, Any]],
+                      specs: Mapping[str, Mapping[str, Any]], path: str | os.PathLike) -> None:
+    """A misspelt item in a group dripline knows (e.g. ``pasword``) would be ignored silently and
+    the default used instead: raise ConfigError naming the file, group, item and the closest valid
+    item; never the value. Groups dripline does not know (other tools' credentials) are allowed."""
+    known = {name: set(spec) for name, spec in POSTGRES_AUTH_SPEC.items()}
+    for name, spec in specs.items():
+        known.setdefault(name, set()).update(spec)
+    for name, items in content.items():
+        valid = known.get(name)
+        if valid is None:
+            continue
+        for item in items:
+            if item not in valid:
+                raise ConfigError(f"unknown item {str(item)!r} in group {name!r} of authentication "
+                                  f"file {os.fspath(path)}"
+                                  f"{did_you_mean(str(item), sorted(valid)).replace('valid keys', 'valid items')}")
 
 
 def _read_auth_file(path: str | os.PathLike) -> dict[str, dict[str, Any]]:

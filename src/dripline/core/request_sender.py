@@ -13,6 +13,8 @@ from .message import MsgReply, MsgRequest, op_t
 
 __all__ = ["RequestSender", "build_request", "reply_value", "broadcast_value"]
 
+_EXAMPLE_UUID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+
 
 def build_request(op: op_t, endpoint: str, specifier: str | None = None, payload: Any = None,
                   lockout_key: Any = None) -> MsgRequest:
@@ -22,7 +24,10 @@ def build_request(op: op_t, endpoint: str, specifier: str | None = None, payload
         try:
             request.lockout_key = lockout_key
         except DriplineError:
-            raise DriplineError(f"Lockout key [{lockout_key}] is not uuid format compliant.", 308) from None
+            # a client-side mistake (nothing is sent): 400, as the reference, not the 308 a
+            # service replies for a key it cannot parse
+            raise DriplineError(f"Lockout key [{lockout_key}] is not uuid format compliant "
+                                f"(expected a UUID such as {_EXAMPLE_UUID})", 400) from None
     return request
 
 

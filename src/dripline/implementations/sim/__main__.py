@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import signal
 import sys
@@ -39,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fault-count", type=int, default=0,
                         help="number of lines the starting fault applies to (0: all)")
     parser.add_argument("-v", "--verbose", action="count", default=0)
+    from dripline.cli.common import version_string
+    parser.add_argument("-V", "--version", action="version", version=version_string("dl-sim-scpi"))
     return parser
 
 
@@ -55,10 +58,14 @@ def main(argv: list[str] | None = None) -> int:
             args.host, args.port, model=InstrumentModel(values, idn=args.idn),
             terminator=decode_escapes(args.terminator), delay=args.delay, echo=args.echo,
             greeting=args.greeting, fault=args.fault, fault_count=args.fault_count)
-        sim.start()
-    except (ValueError, OSError) as err:
+    except ValueError as err:
         print(f"dl-sim-scpi: {err}", file=sys.stderr)
         return 2
+    try:
+        sim.start()
+    except OSError as err:
+        print(f"dl-sim-scpi: {listen_error(args.host, args.port, err)}", file=sys.stderr)
+        return 1
 
     def on_signal(signum: int, frame: Any) -> None:
         raise SystemExit(0)
@@ -74,6 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         sim.stop()
     return 0
+
+
+def listen_error(host: str, port: int, err: OSError) -> str:
+    """One line saying why the simulator cannot listen on host:port, and what to do."""
+    if err.errno == errno.EADDRINUSE:
+        return (f"port {port} on {host} is already in use; choose another with --port "
+                "(--port 0 picks a free one)")
+    if err.errno == errno.EACCES:
+        return (f"no permission to listen on port {port} on {host}; choose a port above 1023 "
+                "with --port")
+    return f"cannot listen on {host}:{port}: {err.strerror or err}; check --host and --port"
 
 
 if __name__ == "__main__":  # pragma: no cover
