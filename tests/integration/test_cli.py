@@ -64,10 +64,8 @@ def test_agent_exit_status_is_return_code_over_100(served):
 
 def test_agent_unroutable_and_timeout_exit_4(served):
     _, ep = served
-    start = time.monotonic()
     r = dl("agent", "get", unique_name("nobody"))
-    assert r.returncode == 4 and "no queue is bound" in r.stderr
-    assert time.monotonic() - start < 5
+    assert r.returncode == 4 and "no queue is bound" in r.stderr  # 403, not a 404 timeout
     r = dl("agent", "cmd", ep, "-s", "sleep", "1", "-t", "0.3")
     assert r.returncode == 4 and "no reply" in r.stderr
     time.sleep(1)

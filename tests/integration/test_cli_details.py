@@ -159,9 +159,8 @@ def test_misspelt_auth_item_stops_the_agent(tmp_path, served):
     path = tmp_path / "auth.json"
     path.write_text(json.dumps({"dripline": {"username": "guest", "pasword": "guest-typo-secret"},
                                 "other_tool": {"token": "t"}}))
-    start = time.monotonic()
     r = dl("agent", "get", ep, "--auth-file", str(path))
-    assert r.returncode != 0 and time.monotonic() - start < 30
+    assert r.returncode != 0
     assert len(r.stderr.splitlines()) == 1, r.stderr
     assert str(path) in r.stderr and "'dripline'" in r.stderr and "'pasword'" in r.stderr
     assert "did you mean 'password'" in r.stderr and "guest-typo-secret" not in r.stderr

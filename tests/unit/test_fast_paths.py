@@ -292,10 +292,8 @@ def test_loop_thread_run_keeps_the_run_coroutine_threadsafe_contract():
         assert lt.run(value()) == 42
         with pytest.raises(KeyError):
             lt.run(boom())
-        t0 = time.monotonic()
         with pytest.raises(concurrent.futures.TimeoutError):
             lt.run(slow(), timeout=0.1)
-        assert time.monotonic() - t0 < 5
         with pytest.raises(concurrent.futures.CancelledError):
             lt.run(cancelled())
         with pytest.raises(TypeError):

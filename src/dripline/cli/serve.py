@@ -1,11 +1,12 @@
 """dl-serve: build a service from a YAML file and run it until SIGINT/SIGTERM.
 
     dl-serve -c service.yaml [key=value ...]      run
-    dl-serve --check -c service.yaml              validate only (no broker needed)
+    dl-serve --check -c service.yaml              build as a dry run and report (no network)
     dl-serve --list                               every class dl-serve can build
 
-Exit status: 0 after a clean stop; 2 for a configuration error (reported before connecting);
-1 when the broker cannot be reached, the name is taken by a running service, or the service fails.
+Exit status: 0 after a clean stop; 2 for a configuration error, or an error while building the
+service or one of its endpoints (reported before the service connects); 1 when the broker cannot
+be reached, the name (or an endpoint name) is taken by a running service, or the service fails.
 """
 from __future__ import annotations
 
@@ -30,11 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="configuration overrides, e.g. database_server=127.0.0.1")
     add_common_options(parser, "dl-serve")
     s = parser.add_argument_group("service")
-    s.add_argument("--heartbeat-interval-s", type=float, help="seconds between heartbeats (0: none)")
-    s.add_argument("--loop-timeout-ms", type=int)
-    s.add_argument("--message-wait-ms", type=int, help="how long to wait for the rest of a chunked message")
+    s.add_argument("--heartbeat-interval-s", type=float, metavar="S",
+                   help="seconds between heartbeats (0: none; otherwise at least 0.1)")
+    s.add_argument("--loop-timeout-ms", type=float, metavar="MS",
+                   help="the reference's consumer-loop poll period; accepted for compatibility, "
+                        "it changes nothing here (requests are pushed, not polled)")
+    s.add_argument("--message-wait-ms", type=float, metavar="MS",
+                   help="how long to wait for the rest of a chunked message")
     s.add_argument("--strict", action="store_true", help="unknown service-level keywords are errors too")
-    s.add_argument("--check", action="store_true", help="validate the configuration and exit (no broker)")
+    s.add_argument("--check", action="store_true",
+                   help="build the service and its endpoints as a dry run, report any error and "
+                        "exit: checks the keywords, types and values of every object; the broker, "
+                        "instrument and database connections are not tried")
     s.add_argument("--list", action="store_true", help="list every class dl-serve can build, and exit")
     return parser
 
@@ -77,10 +85,11 @@ def _auth_groups() -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dripline.core.exceptions import ConfigError, DriplineError
+    from dripline.core.exceptions import DriplineError
     if args.list:
         from .plugin import print_class_list
         return print_class_list() or 0
+    path = None
     try:
         config, auth, path = load_service_config(args)
         base_dir = os.path.dirname(os.path.abspath(path)) if path else None
@@ -94,21 +103,25 @@ def run(args: argparse.Namespace) -> int:
             for p in fatal:
                 print(f"dl-serve: {p}", file=sys.stderr)
             return 2
-        if args.check:
-            print(f"dl-serve: {path or 'configuration'} is valid: service {config.get('name')!r} with "
-                  f"{len(config.get('endpoints') or [])} endpoint(s)")
-            return 0
-        from dripline.core.object_creator import create_object
-        service = create_object(dict(config), "Service", auth, base_dir)
-    except ConfigError as err:
-        print(f"dl-serve: {err.message}", file=sys.stderr)
-        return 2
     except DriplineError as err:
         print(f"dl-serve: {err.message}", file=sys.stderr)
         return 2
     except TypeError as err:
         print(f"dl-serve: {path or 'configuration'}: {err}", file=sys.stderr)
         return 2
+    if args.check:
+        return _check(config, auth, path, base_dir)
+    try:
+        if _name_taken(config, auth):
+            print(f"dl-serve: cannot start service {config.get('name')!r}: a service with that name is "
+                  "already running on this mesh", file=sys.stderr)
+            return 1
+    except DriplineError as err:  # the broker cannot be reached (or refused the credentials)
+        print(f"dl-serve: {err.message}", file=sys.stderr)
+        return 1
+    service, status = _build(config, auth, path, base_dir)
+    if service is None:
+        return status
     try:
         service.run()
     except DriplineError as err:
@@ -117,6 +130,104 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     return 0
+
+
+def _check(config: dict, auth: Any, path: str | None, base_dir: str | None) -> int:
+    """--check: build every object as a dry run (no broker, instrument or database), report."""
+    from dripline.core.validation import config_check
+    config = dict(config)
+    config["dripline_mesh"] = {**(config.get("dripline_mesh") or {}), "make_connection": False}
+    with config_check():
+        service, status = _build(config, auth, path, base_dir)
+    if service is None:
+        return status
+    _release(service)
+    print(f"dl-serve: {path or 'configuration'} is valid: service {config.get('name')!r} with "
+          f"{len(config.get('endpoints') or [])} endpoint(s)")
+    return 0
+
+
+def _build(config: dict, auth: Any, path: str | None, base_dir: str | None) -> tuple[Any, int]:
+    """(service, 0), or (None, exit status) after reporting why it could not be built."""
+    from dripline.core.object_creator import create_object
+    try:
+        return create_object(dict(config), "Service", auth, base_dir), 0
+    except Exception as err:  # ConfigError, ThrowReply, ValueError, a database driver's error, ...
+        return None, _report_build_error(err, path or "configuration", config.get("name"))
+
+
+def _report_build_error(err: Exception, source: str, name: Any) -> int:
+    """Print one line for an error raised while building the service; its exit status."""
+    from dripline.core.exceptions import ConfigError, ConnectionError_, DriplineError
+    logger.debug("building service %r failed", name, exc_info=err)
+    if isinstance(err, ConfigError):  # it names the object and the key itself
+        text = err.message if err.message.startswith(f"{source}:") else f"{source}: {err.message}"
+        print(f"dl-serve: {text}", file=sys.stderr)
+        return 2
+    endpoint = _failing_endpoint(err)
+    where = f"endpoint {endpoint!r}: " if endpoint else ""
+    if isinstance(err, DriplineError):
+        what = err.message
+    else:
+        what = f"{type(err).__name__}: {err}"
+    hint = "" if logger.isEnabledFor(logging.DEBUG) else " (run with -v for the traceback)"
+    print(f"dl-serve: {source}: cannot build service {name!r}: {where}{what}{hint}", file=sys.stderr)
+    return 1 if isinstance(err, ConnectionError_) else 2
+
+
+def _failing_endpoint(err: BaseException) -> str | None:
+    """The endpoint being built when `err` was raised, when the traceback shows one."""
+    from dripline.core.service import Service
+    code = Service.add_endpoints_from_config.__code__
+    name = None
+    tb = err.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code is code:
+            conf = tb.tb_frame.f_locals.get("conf")
+            if isinstance(conf, dict) and isinstance(conf.get("name"), str):
+                name = conf["name"]
+        tb = tb.tb_next
+    return name
+
+
+def _release(service: Any) -> None:
+    """Drop what a --check build holds (database engines); nothing was connected."""
+    engine = getattr(service, "engine", None)
+    if engine is not None and hasattr(engine, "dispose"):
+        engine.dispose()
+
+
+def _name_taken(config: dict, auth: Any) -> bool:
+    """Whether a service called config['name'] is already running on the mesh.
+
+    Asked before the service is built, so that a second copy never opens instrument sockets or
+    database connections: a short-lived connection passive-declares the service's queue (an
+    exclusive queue held by another connection: taken). A dry-run mesh (make_connection false)
+    is not asked. ConnectionError_ when the broker cannot be reached.
+    """
+    import asyncio
+    from dripline.core.core import Core
+    from dripline.core.loop_thread import new_event_loop
+    name = str(config.get("name"))
+    core = Core(config.get("dripline_mesh"), auth, service_name=name,
+                connection_name=f"dripline:{name}:name-check")
+    if not core.make_connection:
+        return False
+
+    async def probe() -> bool:
+        try:
+            await core.start()
+            return await core.connection.queue_exists(name)
+        finally:
+            await core.close()
+
+    loop = new_event_loop()
+    try:
+        return loop.run_until_complete(probe())
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 if __name__ == "__main__":  # pragma: no cover

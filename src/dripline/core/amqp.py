@@ -272,6 +272,7 @@ class Connection:
         self._closing = False
         self._ready = asyncio.Event()
         self._reconnect_task: asyncio.Task | None = None
+        self._reopen_task: asyncio.Task | None = None
         self.on_return: Callable[[Any, str], None] | None = None
         self.on_lost: list[Callable[[BaseException], None]] = []
         self.on_restored: list[Callable[[], Awaitable[None] | None]] = []
@@ -364,8 +365,12 @@ class Connection:
     async def close(self) -> None:
         """Close for good: no reconnect; cancel consumers and let auto-delete queues go."""
         self._closing = True
-        if self._reconnect_task:
-            self._reconnect_task.cancel()
+        tasks = [t for t in (self._reconnect_task, self._reopen_task)
+                 if t is not None and not t.done() and t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        if tasks:  # let them finish before the loop may be closed (no "Task was destroyed")
+            await asyncio.gather(*tasks, return_exceptions=True)
         self._ready.clear()
         conn, self._conn = self._conn, None
         if conn is not None and conn.is_open:
@@ -411,7 +416,9 @@ class Connection:
         err = _channel_error(reason)
         self._fail_pending(err)
         if self._conn is not None and self._conn.is_open:
-            self._loop.create_task(self._reopen_channel())
+            reopening = self._reopen_task is not None and not self._reopen_task.done()
+            if not reopening:
+                self._reopen_task = self._loop.create_task(self._reopen_channel())
 
     async def _reopen_channel(self) -> None:
         try:
@@ -503,6 +510,28 @@ class Connection:
         if old and old != q.name:
             for cb in q.on_renamed:
                 cb(q.name)
+
+    async def queue_exists(self, name: str, timeout: float = 10) -> bool:
+        """Whether a queue called `name` exists on the broker; nothing is declared or remembered.
+
+        A passive declare: an exclusive queue held by another connection (a running service)
+        counts as existing (the broker answers 405 RESOURCE_LOCKED), 404 NOT_FOUND means there is
+        none. Both answers close the channel; it is reopened (topology replayed) before this
+        returns, so the connection stays usable.
+        """
+        await self._ensure_ready()
+        try:
+            await self._call(self._channel.queue_declare, queue=name, passive=True)
+            return True
+        except DriplineError as err:
+            code = getattr(err, "amqp_code", None)
+            if code not in (404, 405):
+                raise
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        except asyncio.TimeoutError:
+            raise ConnectionError_(f"the AMQP channel was not reopened within {timeout:g} s") from None
+        return code == 405
 
     async def bind(self, queue: Queue, exchange: str, key: Any) -> None:
         """Bind `queue` to `exchange` with `key` (or OWN_NAME: the queue's own name)."""
@@ -612,6 +641,9 @@ def _channel_error(reason: BaseException) -> DriplineError:
     code = getattr(reason, "reply_code", None)
     text = getattr(reason, "reply_text", str(reason))
     if code == 405:  # RESOURCE_LOCKED: an exclusive queue owned by another connection
-        return DriplineError(f"the broker refused: {text}. Another process already holds this "
-                             "queue: is a service with the same name already running?", 101)
-    return DriplineError(f"the broker closed the channel: {code} {text}", 100)
+        err = DriplineError(f"the broker refused: {text}. Another process already holds this "
+                            "queue: is a service with the same name already running?", 101)
+    else:
+        err = DriplineError(f"the broker closed the channel: {code} {text}", 100)
+    err.amqp_code = code  # the AMQP reply code (404 NOT_FOUND, 405 RESOURCE_LOCKED, ...)
+    return err

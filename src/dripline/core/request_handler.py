@@ -603,7 +603,11 @@ class RequestHandler:
 
     def _refuse_private(self, tokens: list[str], spec: str, verb: str, code: int) -> None:
         for i, token in enumerate(tokens):
-            if token.startswith("_") or (i == 0 and token in self.request_denylist):
+            private = token.startswith("_")
+            if private or (i == 0 and token in self.request_denylist):
+                if not private:  # lifecycle/plumbing: public in Python, not reachable from the mesh
+                    raise ThrowReply(code, f"endpoint {self.name}: {spec!r} is not available "
+                                           f"through requests (unable to {verb})")
                 if code == _INVALID_METHOD:
                     raise ThrowReply(code, f"endpoint {self.name} refuses to {verb} private name "
                                            f"{spec!r}")

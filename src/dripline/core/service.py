@@ -27,8 +27,9 @@ from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from .endpoint import Endpoint
-from .exceptions import ConnectionError_, DecodeError, DriplineError
-from .message import Message, MsgAlert, MsgReply, MsgRequest, default_sender_info
+from .exceptions import (ConfigError, ConnectionError_, DecodeError, DriplineError, TimeoutError_,
+                         UnableToSendError)
+from .message import Message, MsgAlert, MsgReply, MsgRequest, default_sender_info, op_t
 from .receiver import ChunkReceiver
 from .request_sender import RequestSender
 from .scheduler import Scheduler
@@ -38,6 +39,48 @@ __all__ = ["Service"]
 logger = logging.getLogger(__name__)
 
 ALERT_BUFFER_SIZE = 10000
+#: the shortest heartbeat interval accepted (0 disables heartbeats); shorter ones flood the broker
+HEARTBEAT_MIN_S = 0.1
+#: how long Service.start waits for an answer when it asks whether an endpoint name is served
+ENDPOINT_PROBE_TIMEOUT_S = 0.5
+
+
+def _as_number(value: Any) -> float | int | None:
+    """An int or float from a number or a numeric string (as ENV{...} substitution produces)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _number_option(service: str, key: str, value: Any, minimum: float | None = None) -> float | int:
+    """A timing option: a finite number > 0, or (when `minimum` is given) 0 or >= minimum."""
+    number = _as_number(value)
+    if minimum is None:
+        expected = "a number greater than 0"
+        ok = number is not None and 0 < number < float("inf")
+    else:
+        expected = f"a number of seconds, 0 (disabled) or at least {minimum:g}"
+        ok = number is not None and (number == 0 or minimum <= number < float("inf"))
+    if not ok:
+        raise ConfigError(f"service {service!r}: {key} must be {expected}; got {value!r}")
+    return number
+
+
+def _count_option(service: str, key: str, value: Any, minimum: int = 1) -> int:
+    number = _as_number(value)
+    if isinstance(number, float):  # 100.0 is fine; 2.5, nan and inf are not
+        number = int(number) if number.is_integer() else None
+    if number is None or number < minimum:
+        raise ConfigError(f"service {service!r}: {key} must be a whole number, at least {minimum}; "
+                          f"got {value!r}")
+    return int(number)
 
 
 class _AckWindow:
@@ -234,6 +277,11 @@ class Service(Endpoint, RequestSender):
                  username: Any = None, password: Any = None, authentication_obj: Any = None,
                  dripline_mesh: dict | None = None, timeout_s: float = 10,
                  confirm_retcodes: bool = True, request_prefetch: int = 100, **kwargs: Any) -> None:
+        heartbeat_interval_s = _number_option(name, "heartbeat_interval_s", heartbeat_interval_s,
+                                              HEARTBEAT_MIN_S)
+        loop_timeout_ms = _number_option(name, "loop_timeout_ms", loop_timeout_ms)
+        message_wait_ms = _number_option(name, "message_wait_ms", message_wait_ms)
+        request_prefetch = _count_option(name, "request_prefetch", request_prefetch)
         Endpoint.__init__(self, name, **kwargs)
         from .core import Core
         self.core = Core(dripline_mesh, authentication_obj, make_connection=make_connection,
@@ -429,6 +477,16 @@ class Service(Endpoint, RequestSender):
         if not self.core.make_connection:
             logger.warning("service %s: make_connection is false (dry run)", self.name)
             return
+        try:
+            await self._connect_and_declare()
+        except BaseException:
+            # nothing is served: close what was opened (no task or connection left behind)
+            self._queues.clear()
+            await self.core.close()
+            self._worker.shutdown()
+            raise
+
+    async def _connect_and_declare(self) -> None:
         await self.core.start()
         conn = self.core.connection
         try:
@@ -440,6 +498,7 @@ class Service(Endpoint, RequestSender):
                                     "connection)", 101) from None
             raise
         self._queues.append(queue)
+        await self._refuse_served_endpoints()
         self.bind_keys(queue)
         for key in self._binding_keys():
             await conn.bind(queue, self.core.requests_exchange, key)
@@ -450,6 +509,40 @@ class Service(Endpoint, RequestSender):
             await self._start_async_child(child)
         logger.info("service %s listening on %s (endpoints: %s)", self.name, conn.address,
                     ", ".join(list(self.sync_children) + list(self.async_children)) or "none")
+
+    async def _refuse_served_endpoints(self) -> None:
+        """DriplineError when another service on the mesh already answers for a child's name.
+
+        Before `<child>.#` is bound, a mandatory ``cmd <child> ping`` goes out for every child at
+        once: the broker returns it at once (UnableToSendError) when nobody is bound, which is
+        the usual case and costs about a millisecond. Any reply means another service serves that
+        name. No answer within ENDPOINT_PROBE_TIMEOUT_S means something is bound that does not
+        answer requests (e.g. dl-mon watching the key): the name is taken as free.
+        """
+        names = [n for n in (*self.sync_children, *self.async_children) if n != self.broadcast_key]
+        if not names:
+            return
+
+        async def probe(name: str) -> MsgReply | None:
+            request = MsgRequest.create(payload={}, msg_op=op_t.cmd, routing_key=name,
+                                        specifier="ping")
+            request.sender_info = self.sender_info
+            try:
+                return await self.core.request(request, ENDPOINT_PROBE_TIMEOUT_S)
+            except UnableToSendError:
+                return None
+            except TimeoutError_:
+                logger.debug("service %s: '%s.#' is bound on the mesh but nothing answered a ping "
+                             "within %g s; taking the name as free", self.name, name,
+                             ENDPOINT_PROBE_TIMEOUT_S)
+                return None
+
+        replies = await asyncio.gather(*(probe(n) for n in names))
+        for name, reply in zip(names, replies):
+            if reply is not None:
+                owner = (reply.sender_info or {}).get("service_name") or "unknown"
+                raise DriplineError(f"endpoint {name!r} is already served by service {owner!r} on "
+                                    "this mesh; endpoint names must be unique", 101)
 
     def bind_keys(self, queue: Any = None) -> None:
         """Reference hook; subclasses add bindings in `_bind_extra` (e.g. AlertConsumer)."""

@@ -36,6 +36,7 @@ from typing import Any, Sequence
 from dripline.core.exceptions import ConfigError
 from dripline.core.service import Service
 from dripline.core.throw_reply import ThrowReply
+from dripline.core.validation import checking_only
 
 __all__ = ["EthernetSCPIService", "SCPIConfigError"]
 
@@ -190,6 +191,8 @@ class EthernetSCPIService(Service):
         self._lock = threading.Lock()
         self._closing = False
         Service.__init__(self, **kwargs)
+        if checking_only():  # dl-serve --check: the instrument is not contacted
+            return
         with self._lock:
             try:
                 self._connect()

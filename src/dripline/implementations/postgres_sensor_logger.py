@@ -62,6 +62,7 @@ from sqlalchemy import exc as sa_exc
 from dripline.core.alert_consumer import AlertConsumer
 from dripline.core.exceptions import ConfigError
 from dripline.core.message import Message
+from dripline.core.validation import checking_only
 
 from .postgres_interface import PostgreSQLInterface, SQLTable, _short, database_unavailable
 
@@ -140,7 +141,7 @@ class PostgresSensorLogger(AlertConsumer, PostgreSQLInterface):
                            and type(self).on_alert_message is AlertConsumer.on_alert_message)
 
         self.connect_to_db(self.auth)
-        if setup_sql:
+        if setup_sql and not checking_only():  # dl-serve --check: the database is not contacted
             try:
                 self.run_setup_sql(setup_sql)
                 self._setup_done = True
