@@ -1,6 +1,8 @@
 """Small endpoint classes the integration tests serve."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 
@@ -57,3 +59,9 @@ class AsyncEcho(Endpoint):
         import asyncio
         await asyncio.sleep(0.01)
         return {"async": True}
+
+
+def dl(tool: str, *args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
+    """Run a dripline command (agent, mon, serve, plugin) as a user would, in a subprocess."""
+    return subprocess.run([sys.executable, "-m", f"dripline.cli.{tool}", *args], capture_output=True,
+                          text=True, timeout=timeout, **kw)

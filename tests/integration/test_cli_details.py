@@ -7,28 +7,10 @@ import json
 import socket
 import subprocess
 import sys
-import time
 
-import pytest
+from dripline.testing import unique_name
 
-from dripline.core import Service
-from dripline.testing import test_mesh, unique_name
-
-from .endpoints import Echo
-
-
-def dl(tool: str, *args: str, timeout: float = 60, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", f"dripline.cli.{tool}", *args], capture_output=True,
-                          text=True, timeout=timeout, **kw)
-
-
-@pytest.fixture
-def served(dl_service):
-    svc = Service(unique_name("svc"), dripline_mesh=test_mesh(), heartbeat_interval_s=0)
-    ep = Echo(name=unique_name("echo"))
-    svc.add_child(ep)
-    dl_service(svc)
-    return svc, ep.name
+from .endpoints import dl
 
 
 def test_unreachable_broker_is_one_stderr_line():

@@ -8,20 +8,9 @@ import uuid
 import pika
 import pytest
 
-from dripline.core import Service
 from dripline.core.interface import Interface
-from dripline.testing import test_mesh, unique_name
+from dripline.testing import test_mesh
 
-from .endpoints import Echo
-
-
-@pytest.fixture
-def served(dl_service):
-    svc = Service(unique_name("svc"), dripline_mesh=test_mesh(), heartbeat_interval_s=0)
-    ep = Echo(name=unique_name("echo"))
-    svc.add_child(ep)
-    dl_service(svc)
-    return svc, ep.name
 
 
 def _raw_rpc(routing_key: str, body: bytes, headers: dict | None, content_encoding="application/json",
