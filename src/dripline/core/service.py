@@ -39,6 +39,7 @@ __all__ = ["Service"]
 logger = logging.getLogger(__name__)
 
 ALERT_BUFFER_SIZE = 10000
+ACK_DELAY_S = 0.005  # longest wait of an acknowledgement that no finishing handler carries
 #: the shortest heartbeat interval accepted (0 disables heartbeats); shorter ones flood the broker
 HEARTBEAT_MIN_S = 0.1
 #: how long Service.start waits for an answer when it asks whether an endpoint name is served
@@ -91,14 +92,16 @@ class _AckWindow:
     handled; beyond that acknowledgements wait until handlers finish, so the broker keeps the
     rest of a flood queued instead of pushing it all into this process's memory.
 
-    Acknowledgements are sent once per loop iteration, as one `multiple` ack for everything
-    received so far: per-message acks cost the broker measurable CPU (bench/request_reply.py).
+    Acknowledgements are sent after a handler finishes (its reply already published), as one
+    `multiple` ack for everything received so far, or after ACK_DELAY_S for deliveries that start
+    no handler: an ack written ahead of the reply costs the broker work on the latency path, and
+    per-message acks cost it measurable CPU under load (bench/request_reply.py).
     `multiple` covers every earlier delivery on the channel, so a service that also consumes a
     queue whose messages must be acknowledged later (a durable alert queue) sets
     `multiple_ok = False` and each delivery is acknowledged on its own.
     """
 
-    __slots__ = ("size", "busy", "held", "ready", "multiple_ok", "_scheduled")
+    __slots__ = ("size", "busy", "held", "ready", "multiple_ok", "_timer")
 
     def __init__(self, size: int) -> None:
         self.size = max(1, int(size))
@@ -106,7 +109,7 @@ class _AckWindow:
         self.held: collections.deque = collections.deque()
         self.ready: list = []
         self.multiple_ok = True
-        self._scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
 
     def received(self, ack: Any) -> None:
         if ack is None:
@@ -122,16 +125,18 @@ class _AckWindow:
     def finished(self) -> None:
         self.busy -= 1
         while self.held and self.busy < self.size:
-            self._ready(self.held.popleft())
+            self.ready.append(self.held.popleft())
+        self.flush()
 
     def _ready(self, ack: Any) -> None:
         self.ready.append(ack)
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(ACK_DELAY_S, self.flush)
 
     def flush(self) -> None:
-        self._scheduled = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         ready, self.ready = self.ready, []
         if not ready:
             return
@@ -700,18 +705,19 @@ class Service(Endpoint, RequestSender):
     async def _handle_async(self, target: Endpoint, request: MsgRequest) -> None:
         try:
             reply = await target.on_request_message_async(request)
+            if reply is not None:
+                self._send_reply(reply)
         finally:
             self._window.finished()
-        if reply is not None:
-            self._send_reply(reply)
 
     def _after_handler(self, reply: MsgReply | None, err: BaseException | None) -> None:
-        self._window.finished()
-        if err is not None:  # on_request_message never raises; this is a bug guard
-            logger.error("service %s: request handling failed: %r", self.name, err)
-            return
-        if reply is not None:
-            self._send_reply(reply)
+        try:
+            if err is not None:  # on_request_message never raises; this is a bug guard
+                logger.error("service %s: request handling failed: %r", self.name, err)
+            elif reply is not None:
+                self._send_reply(reply)
+        finally:
+            self._window.finished()  # after the reply, so its acknowledgement follows it
 
     def _send_reply(self, reply: MsgReply) -> None:
         if not reply.routing_key:
