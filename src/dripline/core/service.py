@@ -130,7 +130,9 @@ class _AckWindow:
 
     def _ready(self, ack: Any) -> None:
         self.ready.append(ack)
-        if self._timer is None:
+        if len(self.ready) * 2 >= self.size:  # do not let the broker stall on a full window
+            self.flush()
+        elif self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(ACK_DELAY_S, self.flush)
 
     def flush(self) -> None:
