@@ -110,7 +110,8 @@ def _names(name: str) -> dict[str, str]:
             "endpoint": package}
 
 
-_PYPROJECT_ENTRY = '''\
+# what both plugin layouts' pyproject.toml files share; each layout adds how its code is found
+_PYPROJECT_HEAD = '''\
 [build-system]
 requires = ["setuptools>=64"]
 build-backend = "setuptools.build_meta"
@@ -126,42 +127,29 @@ dependencies = ["{dripline_req}"]
 [project.optional-dependencies]
 test = ["pytest>=8"]
 
+'''
+
+_PYPROJECT_TAIL = '''
+[tool.pytest.ini_options]
+testpaths = ["tests"]
+'''
+
+_PYPROJECT_ENTRY = _PYPROJECT_HEAD + '''\
 # The classes this plugin adds: `module: {cls}` in a service YAML file builds one.
 [project.entry-points."dripline.extensions"]
 {cls} = "{package}.entities:{cls}"
 
 [tool.setuptools.packages.find]
 where = ["src"]
+''' + _PYPROJECT_TAIL
 
-[tool.pytest.ini_options]
-testpaths = ["tests"]
-'''
-
-_PYPROJECT_NAMESPACE = '''\
-[build-system]
-requires = ["setuptools>=64"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "{name}"
-version = "0.1.0"
-description = "dripline plugin {name}"
-readme = "README.md"
-requires-python = ">=3.11"
-dependencies = ["{dripline_req}"]
-
-[project.optional-dependencies]
-test = ["pytest>=8"]
-
+_PYPROJECT_NAMESPACE = _PYPROJECT_HEAD + '''\
 # The reference layout: dripline/extensions/{package}/ joins the dripline.extensions namespace.
 # Only dripline.extensions.* is shipped, never dripline/__init__.py or dripline/extensions/__init__.py.
 [tool.setuptools.packages.find]
 include = ["dripline.extensions.*"]
 namespaces = true
-
-[tool.pytest.ini_options]
-testpaths = ["tests"]
-'''
+''' + _PYPROJECT_TAIL
 
 _INIT_ENTRY = '''\
 """{name}: a dripline plugin.
