@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from dripline.implementations.sim import (GARBAGE, InstrumentModel, SimulatedSCPIInstrument, Value,
-                                          parse_value_spec, power_supply_values)
+                                          guide_device_values, parse_value_spec,
+                                          power_supply_values)
 from dripline.implementations.sim.__main__ import build_parser
 
 
@@ -268,3 +269,69 @@ def test_command_line_options_parse():
     args = build_parser().parse_args(["--port", "5025", "--fault", "silent", "--fault-count", "2",
                                       "--delay", "0.5", "--echo"])
     assert (args.port, args.fault, args.fault_count, args.delay, args.echo) == (5025, "silent", 2, 0.5, True)
+
+
+# ---- one query per connection (the controls guide's toy device) -------------------------------
+
+def _guide_sim() -> SimulatedSCPIInstrument:
+    return SimulatedSCPIInstrument(model=InstrumentModel(guide_device_values(), idn="T,GUIDE,1,0"),
+                                   one_query_per_connection=True)
+
+
+def test_guide_profile_answers_the_walkthrough_headers():
+    model = InstrumentModel(guide_device_values(), idn="T,GUIDE,1,0")
+    assert model.execute("IDN?") == "T,GUIDE,1,0" == model.execute("*IDN?")
+    assert model.execute("OPT?") == "SIM-OPT-A,SIM-OPT-B"
+    assert model.execute("VOLTage 7;VOLT?") == "7.0"
+    assert model.execute("freq 60;FREQuency?") == "60.0"
+    assert model.execute("READ?") == "12.5"
+    assert model.execute("IDN X") is None and model.errors  # IDN is read-only here
+
+
+def test_one_query_per_connection_leaves_the_used_connection_silent_but_open():
+    with _guide_sim() as sim:
+        first, first_reader = _client(sim)
+        with first:
+            assert _ask(first, first_reader, "IDN?") == b"T,GUIDE,1,0\n"
+            first.sendall(b"VOLT?\n")  # nobody reads this any more
+            first.settimeout(0.3)
+            with pytest.raises(socket.timeout):
+                first.recv(100)
+            assert sim.open_connections == 1 and sim.model.lines_executed == 1
+            second, second_reader = _client(sim)
+            with second:
+                assert _ask(second, second_reader, "VOLT 2;VOLT?") == b"2.0\n"
+                first.settimeout(5)
+                assert first.recv(100) == b""  # closed once the new connection was served
+                assert sim.model.lines_executed == 2 and sim.connections_accepted == 2
+
+
+def test_one_query_per_connection_serves_connections_one_at_a_time():
+    with _guide_sim() as sim:
+        quiet, _ = _client(sim)          # connected, but has not sent its line yet
+        waiting, waiting_reader = _client(sim)
+        with quiet, waiting:
+            waiting.sendall(b"OPT?\n")
+            waiting.settimeout(0.3)
+            with pytest.raises(socket.timeout):
+                waiting.recv(100)        # the device is still busy reading the first connection
+            quiet.sendall(b"READ?\n")
+            assert quiet.makefile("rb").readline() == b"12.5\n"
+            waiting.settimeout(5)
+            assert waiting_reader.readline() == b"SIM-OPT-A,SIM-OPT-B\n"
+
+
+def test_stop_releases_a_parked_connection():
+    sim = _guide_sim().start()
+    sock, reader = _client(sim)
+    with sock:
+        assert _ask(sock, reader, "OPT?") == b"SIM-OPT-A,SIM-OPT-B\n"
+        sim.stop()
+        sock.settimeout(5)
+        assert sock.recv(100) == b""
+
+
+def test_command_line_one_query_mode_and_guide_profile():
+    args = build_parser().parse_args(["--profile", "guide", "--one-query-per-connection"])
+    assert args.profile == "guide" and args.one_query_per_connection
+    assert not build_parser().parse_args([]).one_query_per_connection

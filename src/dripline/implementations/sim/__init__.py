@@ -15,11 +15,16 @@ By default it is a small bench power supply (``[SOURce:]VOLTage``, ``[SOURce:]CU
 ``*IDN?``, ``*OPC?``, ``*RST``, ``*CLS`` and ``SYSTem:ERRor?``; `--value` / `--readonly` add
 quantities. Response delay and faults (silence, garbage, partial answers, dropped or reset
 connections) are switchable from Python and over the wire (``SIM:`` commands, see `server`).
+
+``dl-sim-scpi --profile guide --one-query-per-connection --port 24596`` stands in for the toy
+device of the controls guide's SCPI walkthrough: the same headers, and one answered line per TCP
+connection.
 """
 from __future__ import annotations
 
-from .model import DEFAULT_IDN, InstrumentModel, Value, parse_value_spec, power_supply_values
+from .model import (DEFAULT_IDN, InstrumentModel, Value, guide_device_values, parse_value_spec,
+                    power_supply_values)
 from .server import FAULT_MODES, GARBAGE, SimulatedSCPIInstrument
 
 __all__ = ["DEFAULT_IDN", "FAULT_MODES", "GARBAGE", "InstrumentModel", "SimulatedSCPIInstrument",
-           "Value", "parse_value_spec", "power_supply_values"]
+           "Value", "guide_device_values", "parse_value_spec", "power_supply_values"]

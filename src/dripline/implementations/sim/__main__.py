@@ -8,7 +8,8 @@ import signal
 import sys
 from typing import Any
 
-from .model import DEFAULT_IDN, InstrumentModel, parse_value_spec, power_supply_values
+from .model import (DEFAULT_IDN, InstrumentModel, guide_device_values, parse_value_spec,
+                    power_supply_values)
 from .server import FAULT_MODES, SimulatedSCPIInstrument, decode_escapes
 
 __all__ = ["build_parser", "main"]
@@ -24,8 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
     parser.add_argument("--port", type=int, default=5025, help="TCP port (0: any free port; default 5025)")
     parser.add_argument("--idn", default=DEFAULT_IDN, help="answer to *IDN?")
-    parser.add_argument("--profile", choices=("psu", "empty"), default="psu",
-                        help="built-in values: a power supply (psu) or none (empty)")
+    parser.add_argument("--profile", choices=("psu", "guide", "empty"), default="psu",
+                        help="built-in values: a power supply (psu), the headers of the controls "
+                             "guide's SCPI walkthrough (guide: IDN, OPT, READ, VOLTage, FREQuency) "
+                             "or none (empty)")
     parser.add_argument("--load-ohms", type=float, default=100.0,
                         help="resistance of the simulated load of the power supply (default 100)")
     parser.add_argument("--value", action="append", default=[], metavar="HEADER=INITIAL",
@@ -39,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fault", choices=FAULT_MODES, default="none", help="fault to start with")
     parser.add_argument("--fault-count", type=int, default=0,
                         help="number of lines the starting fault applies to (0: all)")
+    parser.add_argument("--one-query-per-connection", action="store_true",
+                        help="behave like the controls guide's toy device: serve one connection at "
+                             "a time, answer one line on it, then leave it open but unread until "
+                             "the next connection arrives")
     parser.add_argument("-v", "--verbose", action="count", default=0)
     from dripline.cli.common import version_string
     parser.add_argument("-V", "--version", action="version", version=version_string("dl-sim-scpi"))
@@ -51,13 +58,16 @@ def main(argv: list[str] | None = None) -> int:
                         logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        values = power_supply_values(args.load_ohms) if args.profile == "psu" else []
+        profiles = {"psu": lambda: power_supply_values(args.load_ohms),
+                    "guide": guide_device_values, "empty": list}
+        values = profiles[args.profile]()
         values += [parse_value_spec(v) for v in args.value]
         values += [parse_value_spec(v, readonly=True) for v in args.readonly]
         sim = SimulatedSCPIInstrument(
             args.host, args.port, model=InstrumentModel(values, idn=args.idn),
             terminator=decode_escapes(args.terminator), delay=args.delay, echo=args.echo,
-            greeting=args.greeting, fault=args.fault, fault_count=args.fault_count)
+            greeting=args.greeting, fault=args.fault, fault_count=args.fault_count,
+            one_query_per_connection=args.one_query_per_connection)
     except ValueError as err:
         print(f"dl-sim-scpi: {err}", file=sys.stderr)
         return 2

@@ -18,7 +18,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
-__all__ = ["InstrumentModel", "Value", "parse_value_spec", "power_supply_values"]
+__all__ = ["InstrumentModel", "Value", "guide_device_values", "parse_value_spec",
+           "power_supply_values"]
 
 DEFAULT_IDN = "dripline,SIM-SCPI,0001,1.0"
 
@@ -176,6 +177,22 @@ def power_supply_values(load_ohms: float = 100.0) -> list[Value]:
         Value("MEASure:VOLTage", kind="float", readonly=True, compute=measured_voltage),
         Value("MEASure:CURRent", kind="float", readonly=True, compute=measured_current),
         Value("SYSTem:LABel", "bench supply", "str"),
+    ]
+
+
+def guide_device_values() -> list[Value]:
+    """The headers the controls guide's SCPI walkthrough configures (``IDN``, ``OPT``, ``READ``,
+    ``VOLTage``, ``FREQuency``), so its service file runs against the simulator unchanged.
+
+    The guide's toy device answers ``IDN?`` without the star of ``*IDN?``; here ``IDN?`` gives the
+    same text as ``*IDN?``. The other values are settable; their initial values are arbitrary.
+    """
+    return [
+        Value("IDN", kind="str", readonly=True, compute=lambda m: m.idn),
+        Value("OPT", "SIM-OPT-A,SIM-OPT-B", "str"),
+        Value("READ", 12.5, "float"),
+        Value("VOLTage", 3.3, "float"),
+        Value("FREQuency", 50.0, "float"),
     ]
 
 

@@ -18,6 +18,13 @@ Besides the Python API, the same controls exist as commands, so a test can steer
 running in another process over a second connection: ``SIM:FAULt <mode>[,<count>]``,
 ``SIM:FAULt?``, ``SIM:DELay <seconds>``, ``SIM:DELay?``, ``SIM:COUNt?`` (lines executed),
 ``SIM:CONNections?`` and ``SIM:DROP`` (close every other connection).
+
+``one_query_per_connection`` imitates the toy device of the dripline controls guide's SCPI
+walkthrough (and some serial-to-ethernet adapters): connections are served one at a time; each
+gets exactly one line answered, after which the instrument stops reading it *without closing it*
+and waits for the next connection. Only when a new connection is served is the old one closed.
+A client that sends a second line on the old connection therefore sees neither an answer nor a
+closed connection, only silence: the case a client has to recover from by reconnecting.
 """
 from __future__ import annotations
 
@@ -71,12 +78,14 @@ class SimulatedSCPIInstrument:
     Use as a context manager, or `start()` / `stop()`. Keywords: `model` (an InstrumentModel;
     default: a bench power supply), `terminator` of responses, `delay` in seconds before each
     answer, `echo` (send each received line back before answering, as some serial-to-ethernet
-    adapters do), `greeting` (a line sent on every new connection), `fault` / `fault_count`.
+    adapters do), `greeting` (a line sent on every new connection), `fault` / `fault_count`,
+    `one_query_per_connection` (see the module docstring).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, model: InstrumentModel | None = None,
                  terminator: str = "\n", delay: float = 0.0, echo: bool = False,
-                 greeting: str | None = None, fault: str = "none", fault_count: int = 0) -> None:
+                 greeting: str | None = None, fault: str = "none", fault_count: int = 0,
+                 one_query_per_connection: bool = False) -> None:
         if not terminator:
             raise ValueError("the response terminator must not be empty")
         self.host = host
@@ -93,6 +102,13 @@ class SimulatedSCPIInstrument:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.connections_accepted = 0
+        self.one_query_per_connection = bool(one_query_per_connection)
+        # one-query mode: only one connection is read at a time (the guide's device has a single
+        # accept-read-answer loop); `_served` counts connections that got their turn, so a parked
+        # connection knows when a newer one has taken over and it must be closed
+        self._device = threading.Lock()
+        self._handover = threading.Condition()
+        self._served = 0
         self.set_fault(fault, fault_count)
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -127,6 +143,8 @@ class SimulatedSCPIInstrument:
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
+        with self._handover:  # parked connections (one-query mode) stop waiting for a successor
+            self._handover.notify_all()
         self.drop_connections()
 
     def serve_forever(self) -> None:
@@ -196,6 +214,9 @@ class SimulatedSCPIInstrument:
             self._connections.add(conn)
             self.connections_accepted += 1
         try:
+            if self.one_query_per_connection:
+                self._serve_one_line(conn)
+                return
             if self.greeting is not None:
                 conn.sendall(self._frame(self.greeting))
             buffer = b""
@@ -208,11 +229,7 @@ class SimulatedSCPIInstrument:
                 for raw in lines:
                     verdict = self._serve_line(conn, raw.decode("utf-8", "replace"))
                     if verdict == "reset":
-                        # linger 0 and no shutdown(): close() aborts the connection with an RST
-                        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                        with self._lock:
-                            self._connections.discard(conn)
-                        conn.close()
+                        self._abort(conn)
                         return
                     if verdict == "close":
                         return
@@ -225,6 +242,46 @@ class SimulatedSCPIInstrument:
             with self._lock:
                 self._connections.discard(conn)
             _close(conn)
+
+    def _abort(self, conn: socket.socket) -> None:
+        """Abort the connection with an RST: linger 0 and no shutdown() before close()."""
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        with self._lock:
+            self._connections.discard(conn)
+        conn.close()
+
+    def _serve_one_line(self, conn: socket.socket) -> None:
+        """One-query mode: wait for the turn, answer one line, then keep the connection unread."""
+        with self._device:
+            if self._server is None:
+                return
+            with self._handover:
+                self._served += 1
+                turn = self._served
+                self._handover.notify_all()  # the previously parked connection is closed now
+            if self.greeting is not None:
+                conn.sendall(self._frame(self.greeting))
+            buffer = b""
+            while True:
+                data = conn.recv(4096)
+                if not data:
+                    return
+                buffer += data
+                lines = _LINE_END.split(buffer)
+                if len(lines) > 1:
+                    break
+                if len(buffer) > 1 << 20:
+                    return
+            verdict = self._serve_line(conn, lines[0].decode("utf-8", "replace"))
+            if verdict == "reset":
+                self._abort(conn)
+                return
+            if verdict == "close":
+                return
+        logger.debug("simulator: one line answered; the connection stays open but unread")
+        with self._handover:
+            while self._served == turn and self._server is not None:
+                self._handover.wait(0.5)
 
     def _serve_line(self, conn: socket.socket, line: str) -> str | None:
         """Answer one line; "close" or "reset" when the connection must end that way."""
