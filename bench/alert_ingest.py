@@ -105,7 +105,7 @@ def stop(procs: list[subprocess.Popen], sig: int = signal.SIGTERM) -> None:
 def publisher_main(args: argparse.Namespace) -> None:
     _die_with_parent()
     _start_watchdog(CHILD_MAX_S)
-    from dripline.core.loop_thread import new_event_loop
+    from dripline.transport.bridge import new_event_loop
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     first, last, cpu = loop.run_until_complete(_publish(args))
@@ -113,8 +113,8 @@ def publisher_main(args: argparse.Namespace) -> None:
 
 
 async def _publish(args: argparse.Namespace) -> tuple[float, float, float]:
-    from dripline.core.core import Core
-    from dripline.core.message import MsgAlert
+    from dripline.client.session import Core
+    from dripline.protocol.message import MsgAlert
     core = Core({"broker": args.broker, "broker_port": args.port}, service_name="bench_publisher")
     await core.start()
     transport = core.connection._conn._transport  # pika's: to keep our write buffer bounded
@@ -158,7 +158,7 @@ async def _publish(args: argparse.Namespace) -> tuple[float, float, float]:
 def consumer_main(args: argparse.Namespace) -> None:
     _die_with_parent()
     _start_watchdog(CHILD_MAX_S)
-    from dripline.core.loop_thread import new_event_loop
+    from dripline.transport.bridge import new_event_loop
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     count, first, last = loop.run_until_complete(_consume(args))
@@ -169,7 +169,7 @@ async def _consume(args: argparse.Namespace) -> tuple[int, float, float]:
     import pika
     from pika.adapters.asyncio_connection import AsyncioConnection
 
-    import dripline.core.amqp  # noqa: F401 - the same (faster) AMQP header decoding as the logger
+    import dripline.transport.connection  # noqa: F401 - the same (faster) AMQP header decoding as the logger
     loop = asyncio.get_running_loop()
     opened = loop.create_future()
     AsyncioConnection(pika.ConnectionParameters(args.broker, args.port),
@@ -373,8 +373,8 @@ class Bench:
         log = open(self.tmp / f"{name}.log", "ab")
         proc = spawn([sys.executable, "-m", "dripline.cli.serve", "-c", str(path), "-q"],
                      stdout=log, stderr=subprocess.STDOUT)
-        from dripline.core.exceptions import DriplineError
-        from dripline.core.interface import Interface
+        from dripline.protocol.errors import DriplineError
+        from dripline.client.interface import Interface
         deadline = time.monotonic() + START_TIMEOUT_S
         with Interface(dripline_mesh={"broker": self.args.broker, "broker_port": self.args.port}) as dl:
             while True:

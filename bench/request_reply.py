@@ -635,7 +635,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     import uvloop
 
     from dripline.core import AsyncInterface, Interface
-    from dripline.core.exceptions import DriplineError
+    from dripline.protocol.errors import DriplineError
 
     tmp = tempfile.mkdtemp(prefix="dl_bench_rr_")
     children = Children(args, tmp)

@@ -120,7 +120,7 @@ async def dripline_rate(dl, endpoint: str, inflight: int, duration: float) -> tu
 
 async def measure(args: argparse.Namespace, endpoints: dict[str, str]) -> list[tuple]:
     """[(label, inflight, replies, errors, seconds)] for each endpoint and in-flight count."""
-    from dripline.core.interface import AsyncInterface
+    from dripline.client.interface import AsyncInterface
     mesh = {"broker": args.broker, "broker_port": args.port}
     results = []
     async with AsyncInterface(dripline_mesh=mesh, timeout_s=10) as dl:

@@ -1,7 +1,7 @@
 """dripline for Python: a pure-Python, wire-compatible implementation of the dripline protocol.
 
 Plugins add classes to the ``dripline.extensions`` namespace (or declare them as entry points of the
-group ``dripline.extensions``); see `dripline.plugins`. They are found and imported *lazily*: the
+group ``dripline.extensions``); see `dripline.assembly.plugins`. They are found and imported *lazily*: the
 first time something needs them (the first message this process builds, whose
 ``sender_info.versions`` lists every plugin; a class lookup by dl-serve; ``dl-plugin list``), not
 at ``import dripline``, so that a command such as dl-agent does not pay for plugins at start-up
@@ -89,6 +89,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'dripline' has no attribute {name!r}")
 
 
-from dripline.core.version import add_version_source as _add_version_source  # noqa: E402
+from dripline.protocol.version import add_version_source as _add_version_source  # noqa: E402
 
 _add_version_source(_collect_plugin_versions)

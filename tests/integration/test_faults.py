@@ -8,7 +8,7 @@ import uuid
 import pika
 import pytest
 
-from dripline.core.interface import Interface
+from dripline.client.interface import Interface
 from dripline.testing import test_mesh
 
 
@@ -75,7 +75,7 @@ def test_reply_header_integers_are_unsigned_32_bit(served):
     """dripline-cpp <= 2.10.3 only reads AMQP 'i' (uint32) for these headers."""
     _, ep = served
     props, _ = _raw_rpc(ep, b"null", _headers())
-    from dripline.core.message import UInt32
+    from dripline.protocol.message import UInt32
     encoded = pika.BasicProperties(headers={"return_code": UInt32(props.headers["return_code"])}).encode()
     assert b"return_code" + b"i" in b"".join(encoded)
 

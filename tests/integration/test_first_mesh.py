@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from dripline.core.exceptions import DriplineError
-from dripline.core.interface import Interface
+from dripline.protocol.errors import DriplineError
+from dripline.client.interface import Interface
 from dripline.testing import test_mesh, unique_name
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "first-mesh"

@@ -78,7 +78,7 @@ def test_monitor_tracks_new_services_and_announces_status_changes(dl_service, dl
 
 
 def _try_get(dl, name):
-    from dripline.core.exceptions import DriplineError
+    from dripline.protocol.errors import DriplineError
     try:
         return dl.get(name, timeout_s=2)
     except DriplineError:

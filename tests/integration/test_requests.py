@@ -8,8 +8,8 @@ import time
 import pytest
 
 from dripline.core import Service
-from dripline.core.exceptions import ConnectionError_, DriplineError, TimeoutError_, UnableToSendError
-from dripline.core.interface import AsyncInterface, Interface
+from dripline.protocol.errors import ConnectionError_, DriplineError, TimeoutError_, UnableToSendError
+from dripline.client.interface import AsyncInterface, Interface
 from dripline.testing import test_mesh, unique_name
 
 from .endpoints import AsyncEcho, Echo
@@ -47,8 +47,8 @@ def test_service_itself_answers_ping_and_specifier(echo_service, dl_interface):
 
 
 def _request(op, rk, spec=None, payload=None):
-    from dripline.core.request_sender import build_request
-    from dripline.core.message import op_t
+    from dripline.client.request_sender import build_request
+    from dripline.protocol.message import op_t
     return build_request(op_t[op], rk, spec, payload)
 
 
@@ -205,7 +205,7 @@ class AsyncInterface_sync_sender:
     """Fire-and-collect requests from a background loop (many in flight, no waiting per request)."""
 
     def __enter__(self):
-        from dripline.core.loop_thread import LoopThread
+        from dripline.transport.bridge import LoopThread
         self.thread = LoopThread("flood")
         self.iface = AsyncInterface(dripline_mesh=test_mesh())
         self.thread.run(self.iface.start())
@@ -213,8 +213,8 @@ class AsyncInterface_sync_sender:
         return self
 
     def __call__(self, ep, method, args):
-        from dripline.core.request_sender import build_request, cmd_payload
-        from dripline.core.message import op_t
+        from dripline.client.request_sender import build_request, cmd_payload
+        from dripline.protocol.message import op_t
         req = build_request(op_t.cmd, ep, method, cmd_payload(args))
         self.futures.append(asyncio.run_coroutine_threadsafe(self.iface.send_request(req, 30),
                                                              self.thread.loop))

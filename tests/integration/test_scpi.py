@@ -11,8 +11,8 @@ import threading
 import pytest
 import yaml
 
-from dripline.core.exceptions import DriplineError
-from dripline.core.interface import Interface
+from dripline.protocol.errors import DriplineError
+from dripline.client.interface import Interface
 from dripline.implementations.sim import SimulatedSCPIInstrument
 from dripline.testing import test_mesh, unique_name
 

@@ -15,9 +15,9 @@ import pika
 import pytest
 
 from dripline.core import Service
-from dripline.core.core import Core
-from dripline.core.exceptions import DriplineError
-from dripline.core.loop_thread import new_event_loop
+from dripline.client.session import Core
+from dripline.protocol.errors import DriplineError
+from dripline.transport.bridge import new_event_loop
 from dripline.implementations import KeyValueStore
 from dripline.testing import test_mesh, unique_name
 
@@ -113,7 +113,7 @@ def test_queue_exists_tells_locked_from_free_and_keeps_the_connection_usable(dl_
         try:
             locked = await core.connection.queue_exists(name)
             free = await core.connection.queue_exists(unique_name("nobody"))
-            from dripline.core.message import MsgRequest, op_t
+            from dripline.protocol.message import MsgRequest, op_t
             reply = await core.request(MsgRequest.create(msg_op=op_t.get, routing_key=ep), 10)
             pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
             return locked, free, reply, pending

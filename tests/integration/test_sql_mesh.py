@@ -19,8 +19,8 @@ import pytest
 import sqlalchemy as sa
 
 from dripline.core import Service
-from dripline.core.exceptions import DriplineError
-from dripline.core.interface import Interface
+from dripline.protocol.errors import DriplineError
+from dripline.client.interface import Interface
 from dripline.implementations import PostgreSQLInterface
 from dripline.testing import test_mesh, unique_name
 

@@ -7,9 +7,9 @@ import logging
 import pytest
 
 from dripline.core import AlertConsumer, MsgAlert, MsgRequest, Service
-from dripline.core.alert_consumer import AckTracker
-from dripline.core.exceptions import ConfigError
-from dripline.core.message import Properties, op_t
+from dripline.service.alert_consumer import AckTracker
+from dripline.protocol.errors import ConfigError
+from dripline.protocol.message import Properties, op_t
 
 
 def make(**kwargs):
@@ -192,7 +192,7 @@ def _wire(msg):
 async def test_durable_alert_is_acknowledged_after_it_is_handled():
     c = Recorder(name="logger", durable_queue=True)
     c.loop = asyncio.get_running_loop()
-    from dripline.core.message import Reassembler
+    from dripline.protocol.message import Reassembler
     c._durable_assembler = Reassembler()
     ch = FakeChannel()
     c._on_durable_delivery(*_wire(alert("sensor_value.a", {"v": 1})), FakeAck(ch, 1))
@@ -203,7 +203,7 @@ async def test_durable_alert_is_acknowledged_after_it_is_handled():
 async def test_durable_processing_error_still_acknowledges(caplog):
     c = Recorder(name="logger", durable_queue=True, alert_key_parser_re=r"s\.(?P<sensor>\w+)")
     c.loop = asyncio.get_running_loop()
-    from dripline.core.message import Reassembler
+    from dripline.protocol.message import Reassembler
     c._durable_assembler = Reassembler()
     ch = FakeChannel()
     with caplog.at_level(logging.ERROR):
@@ -214,7 +214,7 @@ async def test_durable_processing_error_still_acknowledges(caplog):
 async def test_durable_chunked_alert_is_acknowledged_as_a_whole():
     c = Recorder(name="logger", durable_queue=True)
     c.loop = asyncio.get_running_loop()
-    from dripline.core.message import Reassembler
+    from dripline.protocol.message import Reassembler
     c._durable_assembler = Reassembler()
     ch = FakeChannel()
     big = alert("sensor_value.big", {"text": "x" * 25000})
@@ -232,7 +232,7 @@ async def test_durable_chunked_alert_is_acknowledged_as_a_whole():
 async def test_durable_undecodable_or_non_alert_messages_are_acknowledged_and_dropped(caplog):
     c = Recorder(name="logger", durable_queue=True)
     c.loop = asyncio.get_running_loop()
-    from dripline.core.message import Reassembler
+    from dripline.protocol.message import Reassembler
     c._durable_assembler = Reassembler()
     ch = FakeChannel()
     with caplog.at_level(logging.WARNING):

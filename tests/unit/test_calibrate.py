@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dripline.core import ThrowReply, calibrate
-import dripline.core.calibrate as calibrate_module
+import dripline.service.calibrate as calibrate_module
 
 
 def times3(x):
@@ -119,7 +119,7 @@ def test_dict_calibration_missing_key_is_304():
 
 
 def test_other_calibration_types_warn_and_skip(caplog):
-    with caplog.at_level(logging.WARNING, logger="dripline.core.calibrate"):
+    with caplog.at_level(logging.WARNING, logger="dripline.service.calibrate"):
         assert Sensor(1, 5).on_get() == {"value_raw": 1}
     assert "neither a string nor a dict" in caplog.text
 
@@ -242,7 +242,7 @@ def test_from_dripline_core_import_calibrate_is_callable_after_submodule_import(
     """Plugins do `from dripline.core import calibrate` after something imported the submodule."""
     import subprocess
     import sys
-    code = ("import dripline.core.calibrate\n"
+    code = ("import dripline.service.calibrate\n"
             "from dripline.core import calibrate, Endpoint\n"
             "class E(Endpoint):\n"
             "    _calibration = '2*{}'\n"

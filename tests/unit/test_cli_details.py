@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from dripline.core.exceptions import ConfigError, DriplineError
+from dripline.protocol.errors import ConfigError, DriplineError
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_pika_errors_are_not_printed_at_default_verbosity(restore_logging, capsy
     from dripline.cli.common import setup_logging
     setup_logging(0, 0)
     logging.getLogger("pika.adapters.base_connection").error("Full-stack connection workflow failed")
-    logging.getLogger("dripline.core.core").warning("ours")
+    logging.getLogger("dripline.client.session").warning("ours")
     err = capsys.readouterr().err
     assert "pika" not in err and "ours" in err
 
@@ -52,8 +52,8 @@ def test_pika_errors_are_not_printed_at_default_verbosity(restore_logging, capsy
 # --- 2. an invalid lockout key is a client error (400) ------------------------------------------
 
 def test_build_request_rejects_a_non_uuid_lockout_key_with_400():
-    from dripline.core.message import op_t
-    from dripline.core.request_sender import build_request
+    from dripline.protocol.message import op_t
+    from dripline.client.request_sender import build_request
     with pytest.raises(DriplineError) as info:
         build_request(op_t.get, "x", lockout_key="notauuid")
     assert info.value.return_code == 400
@@ -235,7 +235,7 @@ def _auth_file(tmp_path, content: dict):
     ("dripline", "Password", "password"), ("postgres", "usrname", "username"),
 ])
 def test_misspelt_auth_item_is_an_error_naming_file_group_key_and_closest(tmp_path, group, item, closest):
-    from dripline.core.config import build_authentication
+    from dripline.assembly.config import build_authentication
     path = _auth_file(tmp_path, {group: {item: SECRET}})
     with pytest.raises(ConfigError) as info:
         build_authentication(auth_file=path, env={})
@@ -245,7 +245,7 @@ def test_misspelt_auth_item_is_an_error_naming_file_group_key_and_closest(tmp_pa
 
 
 def test_misspelt_item_without_a_close_match_lists_the_valid_items(tmp_path):
-    from dripline.core.config import build_authentication
+    from dripline.assembly.config import build_authentication
     path = _auth_file(tmp_path, {"dripline": {"broker": SECRET}})
     with pytest.raises(ConfigError, match="valid items are password, username") as info:
         build_authentication(auth_file=path, env={})
@@ -253,7 +253,7 @@ def test_misspelt_item_without_a_close_match_lists_the_valid_items(tmp_path):
 
 
 def test_plugin_auth_group_items_come_from_its_spec(tmp_path):
-    from dripline.core.config import build_authentication
+    from dripline.assembly.config import build_authentication
     spec = {"influx": {"token": {"default": "", "env": "INFLUX_TOKEN"}, "org": "lab"}}
     ok = build_authentication(auth_file=_auth_file(tmp_path, {"influx": {"token": "t", "org": "o"}}),
                               extra_groups=spec, env={})
@@ -264,7 +264,7 @@ def test_plugin_auth_group_items_come_from_its_spec(tmp_path):
 
 
 def test_unknown_auth_groups_stay_allowed(tmp_path):
-    from dripline.core.config import build_authentication
+    from dripline.assembly.config import build_authentication
     auth = build_authentication(auth_file=_auth_file(tmp_path, {
         "dripline": {"username": "bob", "password": "pw"}, "slack": {"tokn": "x", "anything": 1}}), env={})
     assert auth.get("dripline", "username") == "bob" and auth.get("slack", "tokn") == "x"

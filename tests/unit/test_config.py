@@ -10,12 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dripline.core import config
-from dripline.core.config import (
+from dripline.assembly.config import (
     MASK, MESH_DEFAULTS, POSTGRES_AUTH_SPEC, Authentication, DriplineConfig, build_authentication,
     did_you_mean, load_config_file, merge, mesh_config, parse_cli_args, parse_value, redact,
     register_secret, substitute_env,
 )
-from dripline.core.exceptions import ConfigError
+from dripline.protocol.errors import ConfigError
 
 
 @pytest.fixture

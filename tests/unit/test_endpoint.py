@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dripline.core import DriplineError, Endpoint, MsgReply, MsgRequest, ThrowReply, op_t
-from dripline.core.request_handler import convert_result, to_plain_data
+from dripline.service.dispatch import convert_result, to_plain_data
 
 SENDER = {"exe": "/usr/local/bin/dl-agent", "hostname": "host", "username": "me",
           "service_name": "dl-agent", "versions": {}}
@@ -115,7 +115,7 @@ class Device(Endpoint):
 # construction and attachment
 
 def test_name_and_unknown_kwargs_ignored(caplog):
-    with caplog.at_level(logging.DEBUG, logger="dripline.core.endpoint"):
+    with caplog.at_level(logging.DEBUG, logger="dripline.service.endpoint"):
         ep = Endpoint("an_endpoint", not_an_option=1, another=2)
     assert ep.name == "an_endpoint"
     assert "not_an_option" in caplog.text and "another" in caplog.text
@@ -354,7 +354,7 @@ def test_cmd_result_conversion():
 
 
 def test_cmd_non_json_result_is_sent_as_str_with_warning(caplog):
-    with caplog.at_level(logging.WARNING, logger="dripline.core.request_handler"):
+    with caplog.at_level(logging.WARNING, logger="dripline.service.dispatch"):
         reply = cmd(Device(), "returns_object", {})
     assert reply.return_code == 0
     assert isinstance(reply.payload, str) and reply.payload.startswith("<object object")
@@ -407,7 +407,7 @@ def test_throwreply_subclass_keeps_its_code():
 
 def test_unhandled_exception_is_999_with_type_name_and_endpoint_keeps_working(caplog):
     ep = Device()
-    with caplog.at_level(logging.ERROR, logger="dripline.core.request_handler"):
+    with caplog.at_level(logging.ERROR, logger="dripline.service.dispatch"):
         reply = cmd(ep, "raises_value_error", {})
     assert (reply.return_code, reply.return_message, reply.payload) == (999, "ValueError: boom", None)
     assert "Traceback" in caplog.text
@@ -691,7 +691,7 @@ def test_has_async_handlers_sees_instance_attributes():
 def test_default_reply_and_alert_handlers_warn_and_return_none(caplog):
     ep = Endpoint("an_endpoint")
     msg = req(op_t.get)
-    with caplog.at_level(logging.WARNING, logger="dripline.core.request_handler"):
+    with caplog.at_level(logging.WARNING, logger="dripline.service.dispatch"):
         assert ep.on_reply_message(msg) is None
         assert ep.on_alert_message(msg) is None
     assert caplog.text.count("an_endpoint") >= 2

@@ -15,7 +15,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from dripline.core import Entity, MsgRequest, ThrowReply, calibrate, op_t
-from dripline.core.entity import should_log
+from dripline.service.entity import should_log
 
 
 class FakeService:
@@ -263,7 +263,7 @@ def test_none_reading_is_not_logged():
 
 def test_scheduled_log_never_raises(caplog):
     e, svc = attached(Sensor(RuntimeError("instrument gone")))
-    with caplog.at_level(logging.ERROR, logger="dripline.core.entity"):
+    with caplog.at_level(logging.ERROR, logger="dripline.service.entity"):
         assert e.scheduled_log() is None
     assert "instrument gone" in caplog.text
     e.reading = {"value_raw": 1}
@@ -327,7 +327,7 @@ def test_log_on_set_with_get_on_set_logs_and_returns_the_reading():
 
 def test_log_on_set_failure_does_not_fail_the_set(caplog):
     e, svc = attached(Sensor(log_on_set=True), fail_alerts=True)
-    with caplog.at_level(logging.ERROR, logger="dripline.core.entity"):
+    with caplog.at_level(logging.ERROR, logger="dripline.service.entity"):
         reply = e.on_request_message(set_request("", 1))
     assert reply.return_code == 0 and e.set_values == [1]
     assert "could not be logged" in caplog.text

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dripline.core import amqp
-from dripline.core.message import UInt32
+from dripline.protocol.message import UInt32
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -203,7 +203,7 @@ def test_too_long_keys_fail_as_in_pika():
 
 # ----------------------------------------------------------------------------- service worker
 def test_worker_runs_jobs_one_at_a_time_in_order():
-    from dripline.core.service import _Worker
+    from dripline.service.service import _Worker
     worker = _Worker("t-worker")
     seen: list[int] = []
     running = [0]
@@ -226,7 +226,7 @@ def test_worker_runs_jobs_one_at_a_time_in_order():
 
 
 def test_worker_call_reports_result_or_error_on_the_loop():
-    from dripline.core.service import _Worker
+    from dripline.service.service import _Worker
     worker = _Worker("t-worker")
     loop = asyncio.new_event_loop()
     try:
@@ -257,7 +257,7 @@ def test_worker_call_reports_result_or_error_on_the_loop():
 
 
 def test_worker_shutdown_cancels_what_has_not_started():
-    from dripline.core.service import _Worker
+    from dripline.service.service import _Worker
     worker = _Worker("t-worker")
     gate = threading.Event()
     first = worker.submit(gate.wait, 5)
@@ -273,7 +273,7 @@ def test_worker_shutdown_cancels_what_has_not_started():
 
 # ----------------------------------------------------------------------------- LoopThread.run
 def test_loop_thread_run_keeps_the_run_coroutine_threadsafe_contract():
-    from dripline.core.loop_thread import LoopThread
+    from dripline.transport.bridge import LoopThread
     lt = LoopThread("t-loop")
     try:
         async def value():
@@ -316,7 +316,7 @@ def test_version_agrees_with_importlib_metadata():
 
 
 def test_loop_thread_call_returns_raises_and_maps_cancellation():
-    from dripline.core.loop_thread import LoopThread
+    from dripline.transport.bridge import LoopThread
     lt = LoopThread("t-loop")
     try:
         assert lt.call(lambda a, done: done(a * 2, None), 21) == 42
@@ -345,7 +345,7 @@ async def _call_from_loop(lt):
 
 
 def _core_without_broker(monkeypatch):
-    from dripline.core.core import Core
+    from dripline.client.session import Core
     from dripline.testing import test_mesh
     core = Core(test_mesh(), make_connection=False)
     monkeypatch.setattr(core, "_publish", lambda exchange, msg: None)  # sent into the void
@@ -353,9 +353,9 @@ def _core_without_broker(monkeypatch):
 
 
 def test_request_callback_times_out_like_request(monkeypatch):
-    from dripline.core.exceptions import TimeoutError_
-    from dripline.core.message import op_t
-    from dripline.core.request_sender import build_request
+    from dripline.protocol.errors import TimeoutError_
+    from dripline.protocol.message import op_t
+    from dripline.client.request_sender import build_request
     core = _core_without_broker(monkeypatch)
     loop = asyncio.new_event_loop()
     try:
@@ -380,8 +380,8 @@ def test_request_callback_times_out_like_request(monkeypatch):
 
 
 def test_request_callback_delivers_the_reply(monkeypatch):
-    from dripline.core.message import MsgReply, op_t
-    from dripline.core.request_sender import build_request
+    from dripline.protocol.message import MsgReply, op_t
+    from dripline.client.request_sender import build_request
     core = _core_without_broker(monkeypatch)
     loop = asyncio.new_event_loop()
     try:

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from dripline.core import MsgRequest, op_t
-from dripline.core.exceptions import ConfigError
+from dripline.protocol.errors import ConfigError
 from dripline.implementations import HeartbeatMonitor, HeartbeatTracker
 
 Status = HeartbeatTracker.Status

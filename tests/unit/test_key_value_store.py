@@ -119,7 +119,7 @@ def test_private_value_not_reachable_remotely():
 
 
 def test_built_from_configuration_by_module_name():
-    from dripline.core.object_creator import create_object
+    from dripline.assembly.objects import create_object
     kv = create_object({"name": "peaches", "module": "KeyValueStore", "initial_value": 0.75,
                         "calibration": "2*{}"}, "Endpoint")
     assert isinstance(kv, KeyValueStore)

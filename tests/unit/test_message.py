@@ -15,12 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dripline.core import message as m
-from dripline.core.exceptions import DecodeError, DriplineError
-from dripline.core.message import (
+from dripline.protocol.errors import DecodeError, DriplineError
+from dripline.protocol.message import (
     MsgAlert, MsgReply, MsgRequest, Properties, Reassembler, UInt32, WireMessage, decode,
     default_sender_info, msg_t, op_t,
 )
-from dripline.core.specifier import Specifier
+from dripline.protocol.specifier import Specifier
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
@@ -407,7 +407,7 @@ def test_body_encoding_rules(caplog):
     assert body(float("nan")) == b"null"
     assert body("é€😀") == '"é€😀"'.encode()
     assert body({1: "a"}) == b'{"1":"a"}'
-    with caplog.at_level(logging.WARNING, logger="dripline.core.message"):
+    with caplog.at_level(logging.WARNING, logger="dripline.protocol.message"):
         assert body({"s": {1}}) == b'{"s":"{1}"}'
     assert "cannot be represented" in caplog.text
 
@@ -684,7 +684,7 @@ def test_reassembly_shuffled_with_duplicates(caplog):
     order[:0] = [chunks[5], chunks[5]]  # a duplicate certainly arrives before completion
     reasm = Reassembler(wait_s=1.0)
     results = []
-    with caplog.at_level(logging.WARNING, logger="dripline.core.message"):
+    with caplog.at_level(logging.WARNING, logger="dripline.protocol.message"):
         for i, c in enumerate(order):
             out = reasm.feed(c.routing_key, c.body, c.properties, now=0.001 * i)
             if out is not None:

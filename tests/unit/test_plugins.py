@@ -1,4 +1,4 @@
-"""Plugin discovery (dripline.plugins) with plugins written into a temporary folder on sys.path.
+"""Plugin discovery (dripline.assembly.plugins) with plugins written into a temporary folder on sys.path.
 
 Each test builds its own plugins (namespace packages and entry-point distributions) under tmp_path;
 the `site` fixture puts that folder on sys.path, re-runs discovery, and undoes everything after.
@@ -15,9 +15,9 @@ import pytest
 
 import dripline
 from dripline import plugins
-from dripline.core.exceptions import ConfigError
-from dripline.core.object_creator import create_object, find_class
-from dripline.core.version import get_version, get_versions
+from dripline.protocol.errors import ConfigError
+from dripline.assembly.objects import create_object, find_class
+from dripline.protocol.version import get_version, get_versions
 
 ENTITY = """
 from dripline.implementations import KeyValueStore
@@ -112,7 +112,7 @@ def test_namespace_plugin_is_imported_attached_and_versioned(site):
     assert get_versions()["dripline.extensions.pluga"] == {"version": "1.4.2", "commit": "abc",
                                                           "package": "me/plug-a"}
     # every message carries it
-    from dripline.core.message import MsgAlert, default_sender_info
+    from dripline.protocol.message import MsgAlert, default_sender_info
     assert "dripline.extensions.pluga" in default_sender_info("x")["versions"]
     headers = MsgAlert.create({"a": 1}, "k").encode()[0].properties.headers
     assert headers["sender_info"]["versions"]["dripline.extensions.pluga"]["version"] == "1.4.2"
@@ -140,7 +140,7 @@ def test_refresh_forgets_removed_plugins(site):
 def test_a_broken_plugin_is_reported_and_skipped(site, caplog):
     site.namespace_plugin("plugbroken", "raise ImportError('the driver library is missing')\n")
     site.namespace_plugin("pluggood", JITTERISH_INIT, things=ENTITY.format(cls="ThingGood"))
-    with caplog.at_level(logging.WARNING, logger="dripline.plugins"):
+    with caplog.at_level(logging.WARNING, logger="dripline.assembly.plugins"):
         found = site.refresh()
     broken = next(p for p in found if p.name == "plugbroken")
     assert not broken.ok and broken.error == "ImportError: the driver library is missing"
@@ -212,9 +212,9 @@ def test_import_dripline_survives_a_broken_plugin_and_discovery_is_lazy(tmp_path
     r = run_python("""
         import sys
         import dripline
-        assert "dripline.plugins" not in sys.modules, "discovery must not run at import"
+        assert "dripline.assembly.plugins" not in sys.modules, "discovery must not run at import"
         assert "dripline.extensions.pluglazy" not in sys.modules
-        from dripline.core.message import MsgRequest
+        from dripline.protocol.message import MsgRequest
         MsgRequest.create({"values": []}, 1, "x").encode()   # the first message triggers discovery
         assert "dripline.extensions.pluglazy" in sys.modules
         from dripline.core import get_versions
@@ -425,7 +425,7 @@ def test_reference_add_auth_spec_hook(site, tmp_path):
     groups = plugins.auth_groups()
     assert groups["slack"] == {"dripline": {"default": "default-token", "env": "DRIPLINE_SLACK_TOKEN"}}
     assert "postgres" in groups
-    from dripline.core.config import build_authentication
+    from dripline.assembly.config import build_authentication
     auth = build_authentication(extra_groups=groups, env={"DRIPLINE_SLACK_TOKEN": "xoxb-1"})
     assert auth.get("slack", "dripline") == "xoxb-1"
     auth_file = tmp_path / "auths.json"
@@ -453,7 +453,7 @@ def test_auth_groups_attribute_and_entry_point_forms(site):
 def test_a_failing_auth_hook_is_logged_and_postgres_remains(site, caplog):
     site.namespace_plugin("plugauthbad", "def auth_groups():\n    raise RuntimeError('boom')\n")
     site.refresh()
-    with caplog.at_level(logging.WARNING, logger="dripline.plugins"):
+    with caplog.at_level(logging.WARNING, logger="dripline.assembly.plugins"):
         groups = plugins.auth_groups()
     assert set(groups) == {"postgres"} and "boom" in caplog.text
 

@@ -11,7 +11,7 @@ import pytest
 
 import scarab
 from dripline.core import Endpoint, MsgAlert, MsgReply, MsgRequest, op_t
-from dripline.core.message import PayloadDict, PayloadList, Properties, decode
+from dripline.protocol.message import PayloadDict, PayloadList, Properties, decode
 from dripline.implementations import KeyValueStore
 
 

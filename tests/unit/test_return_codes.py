@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dripline.core import return_codes as rc
-from dripline.core.exceptions import ConfigError, DriplineError
-from dripline.core.return_codes import (
+from dripline.protocol.errors import ConfigError, DriplineError
+from dripline.protocol.return_codes import (
     DL_ClientErrorTimeout, DL_ServiceError, DL_ServiceErrorInvalidMethod, DL_Success,
     DL_UnhandledException, ReturnCode, add_return_code, check_and_add_return_code, code_value,
     get_return_code_values, get_return_codes_dict, get_return_codes_map, load_return_codes,
@@ -199,7 +199,7 @@ def test_code_value_accepts_every_form():
 
 
 def test_code_value_unknown_name_is_service_error_with_warning(caplog):
-    with caplog.at_level(logging.WARNING, logger="dripline.core.return_codes"):
+    with caplog.at_level(logging.WARNING, logger="dripline.protocol.return_codes"):
         assert code_value("message_error_invalid_method") == 300
     assert "message_error_invalid_method" in caplog.text
 

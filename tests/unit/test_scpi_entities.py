@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from dripline.core.exceptions import ConfigError
-from dripline.core.message import MsgRequest, op_t
-from dripline.core.throw_reply import ThrowReply
-from dripline.core.validation import accepted_keywords, check_service_config
+from dripline.protocol.errors import ConfigError
+from dripline.protocol.message import MsgRequest, op_t
+from dripline.protocol.throw_reply import ThrowReply
+from dripline.assembly.validation import accepted_keywords, check_service_config
 from dripline.implementations import (EthernetSCPIService, FormatEntity, SimpleSCPIEntity,
                                       SimpleSCPIGetEntity, SimpleSCPISetEntity)
 

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from dripline.core.exceptions import ConfigError
-from dripline.core.throw_reply import ThrowReply
+from dripline.protocol.errors import ConfigError
+from dripline.protocol.throw_reply import ThrowReply
 from dripline.implementations import EthernetSCPIService
 from dripline.implementations.ethernet_scpi_service import SCPIConfigError, parse_socket_info
 from dripline.implementations.sim import InstrumentModel, SimulatedSCPIInstrument, Value
@@ -315,7 +315,7 @@ def test_shutdown_wakes_a_waiting_reader(sim):
 # ---- options changed at run time (set with a specifier) -----------------------------------------
 
 def _set(svc, specifier, value):
-    from dripline.core.message import MsgRequest, op_t
+    from dripline.protocol.message import MsgRequest, op_t
     request = MsgRequest.create(payload={"values": [value]}, msg_op=op_t.set, routing_key=svc.name,
                                 specifier=specifier, reply_to="r")
     return svc.on_request_message(request)

@@ -9,10 +9,10 @@ import pytest
 
 from dripline.cli import serve
 from dripline.core import Service
-from dripline.core.amqp import _channel_error
-from dripline.core.exceptions import ConfigError
-from dripline.core.message import MsgRequest, op_t
-from dripline.core.validation import check_service_config, checking_only, config_check
+from dripline.transport.connection import _channel_error
+from dripline.protocol.errors import ConfigError
+from dripline.protocol.message import MsgRequest, op_t
+from dripline.assembly.validation import check_service_config, checking_only, config_check
 
 
 def dry(**kw) -> Service:

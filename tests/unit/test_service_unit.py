@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 import pytest
 
 from dripline.core import Service
-from dripline.core.message import MsgRequest, op_t
-from dripline.core.scheduler import Scheduler
-from dripline.core.validation import accepted_keywords, check_service_config
+from dripline.protocol.message import MsgRequest, op_t
+from dripline.service.scheduler import Scheduler
+from dripline.assembly.validation import accepted_keywords, check_service_config
 
 
 def _cmd(rk, spec, payload=None):

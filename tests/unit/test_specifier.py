@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from dripline.core.specifier import Specifier
+from dripline.protocol.specifier import Specifier
 
 REFERENCE_STRINGS = ["hi", "he-llo", ".", "1.", "5.6.7", ""]
 

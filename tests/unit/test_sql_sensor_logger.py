@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from dripline.core import MsgAlert
-from dripline.core.exceptions import ConfigError
+from dripline.protocol.errors import ConfigError
 from dripline.implementations import PostgresSensorLogger, SQLTable
 
 SETUP = """CREATE TABLE IF NOT EXISTS numeric_data (

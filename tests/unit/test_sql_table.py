@@ -7,9 +7,9 @@ import pytest
 import sqlalchemy as sa
 
 from dripline.core import Service, ThrowReply
-from dripline.core.config import Authentication, build_authentication
-from dripline.core.exceptions import ConfigError
-from dripline.core.message import MsgRequest, op_t
+from dripline.assembly.config import Authentication, build_authentication
+from dripline.protocol.errors import ConfigError
+from dripline.protocol.message import MsgRequest, op_t
 from dripline.implementations import PostgreSQLInterface, SQLTable
 
 DDL = """CREATE TABLE numeric_data (

@@ -7,10 +7,10 @@ import pickle
 import pytest
 
 import scarab
-from dripline.core.return_codes import (
+from dripline.protocol.return_codes import (
     DL_ResourceErrorConnection, DL_ServiceErrorInvalidValue, DL_WarningDryRun,
 )
-from dripline.core.throw_reply import ThrowReply
+from dripline.protocol.throw_reply import ThrowReply
 
 
 def test_defaults_are_success():

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dripline.core.exceptions import DriplineError
+    from dripline.protocol.errors import DriplineError
     try:
         res = resolve(args, list(args.words))
         message = build_message(args, res)
@@ -103,10 +103,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def build_message(args: argparse.Namespace, res: Any):
-    from dripline.core.exceptions import DriplineError
-    from dripline.core.message import MsgAlert, MsgReply
-    from dripline.core.request_sender import build_request
-    from dripline.core.message import op_t
+    from dripline.protocol.errors import DriplineError
+    from dripline.protocol.message import MsgAlert, MsgReply
+    from dripline.client.request_sender import build_request
+    from dripline.protocol.message import op_t
     config = res.config
     payload = {k: v for k, v in config.items() if k not in NON_PAYLOAD_KEYS}
     if args.payload:
@@ -132,7 +132,7 @@ def build_message(args: argparse.Namespace, res: Any):
 def _send(args: argparse.Namespace, res: Any, message: Any) -> int:
     import asyncio
 
-    from dripline.core.core import Core
+    from dripline.client.session import Core
 
     timeout = args.timeout if args.timeout is not None else res.config.get("timeout", 10)
 
@@ -164,7 +164,7 @@ def _send(args: argparse.Namespace, res: Any, message: Any) -> int:
 def _save(reply: Any, path: str | None) -> None:
     if not path or reply.payload is None:
         return
-    from dripline.core.exceptions import DriplineError
+    from dripline.protocol.errors import DriplineError
     try:
         with open(path, "w") as fh:
             if path.endswith((".yaml", ".yml")):
@@ -186,7 +186,7 @@ def _render(message: Any, args: argparse.Namespace, dry: bool = False) -> str:
 
 def render_text(message: Any, dry: bool = False) -> str:
     """Human-readable: return code and message first, then the payload as indented JSON."""
-    from dripline.core.return_codes import get_return_codes_map
+    from dripline.protocol.return_codes import get_return_codes_map
     lines = []
     if message.is_reply():
         code = get_return_codes_map().get(message.return_code)

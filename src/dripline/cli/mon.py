@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dripline.core.exceptions import DriplineError
-    from dripline.core.loop_thread import new_event_loop
+    from dripline.protocol.errors import DriplineError
+    from dripline.transport.bridge import new_event_loop
     try:
         res = resolve(args, list(args.words))
     except DriplineError as err:
@@ -74,9 +74,9 @@ def _as_list(value: Any) -> list:
 
 
 async def _monitor(args: argparse.Namespace, res: Any, request_keys: list, alert_keys: list) -> int:
-    from dripline.core.core import Core
-    from dripline.core.exceptions import DecodeError
-    from dripline.core.receiver import ChunkReceiver
+    from dripline.client.session import Core
+    from dripline.protocol.errors import DecodeError
+    from dripline.transport.receiver import ChunkReceiver
 
     core = Core(res.mesh, res.auth, connection_name="dripline:dl-mon")
     await core.start()

@@ -196,7 +196,7 @@ __all__ = ["{cls}", "version"]
 _ENTITIES = '''\
 """The endpoints of {name}. Replace the example with your instrument's logic."""
 from dripline.core import Entity, ThrowReply
-from dripline.core.calibrate import calibrate
+from dripline.service.calibrate import calibrate
 
 __all__ = ["{cls}"]
 
@@ -375,7 +375,7 @@ def run(args: Any) -> int:
     if args.command == "list":
         return print_class_list(as_json=args.json)
     if args.command == "versions":
-        from dripline.core.version import get_versions
+        from dripline.protocol.version import get_versions
         json.dump(get_versions(), sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
         return 0

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def load_service_config(args: argparse.Namespace) -> tuple[dict, Any, str | None]:
     """The final service configuration and credentials (ConfigError on any problem)."""
-    from dripline.core.config import merge
+    from dripline.assembly.config import merge
     res = resolve(args, list(args.words), extra_auth_groups=_auth_groups())
     config = res.config
     legacy = config.pop("runtime-config", None)
@@ -85,7 +85,7 @@ def _auth_groups() -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dripline.core.exceptions import DriplineError
+    from dripline.protocol.errors import DriplineError
     if args.list:
         from .plugin import print_class_list
         return print_class_list() or 0
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config, auth, path = load_service_config(args)
         base_dir = os.path.dirname(os.path.abspath(path)) if path else None
-        from dripline.core.validation import check_service_config
+        from dripline.assembly.validation import check_service_config
         problems = check_service_config(config, path, base_dir, strict=args.strict)
         fatal = [p for p in problems if p.fatal]
         for p in problems:
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _check(config: dict, auth: Any, path: str | None, base_dir: str | None) -> int:
     """--check: build every object as a dry run (no broker, instrument or database), report."""
-    from dripline.core.validation import config_check
+    from dripline.assembly.validation import config_check
     config = dict(config)
     config["dripline_mesh"] = {**(config.get("dripline_mesh") or {}), "make_connection": False}
     with config_check():
@@ -149,7 +149,7 @@ def _check(config: dict, auth: Any, path: str | None, base_dir: str | None) -> i
 
 def _build(config: dict, auth: Any, path: str | None, base_dir: str | None) -> tuple[Any, int]:
     """(service, 0), or (None, exit status) after reporting why it could not be built."""
-    from dripline.core.object_creator import create_object
+    from dripline.assembly.objects import create_object
     try:
         return create_object(dict(config), "Service", auth, base_dir), 0
     except Exception as err:  # ConfigError, ThrowReply, ValueError, a database driver's error, ...
@@ -158,7 +158,7 @@ def _build(config: dict, auth: Any, path: str | None, base_dir: str | None) -> t
 
 def _report_build_error(err: Exception, source: str, name: Any) -> int:
     """Print one line for an error raised while building the service; its exit status."""
-    from dripline.core.exceptions import ConfigError, ConnectionError_, DriplineError
+    from dripline.protocol.errors import ConfigError, ConnectionError_, DriplineError
     logger.debug("building service %r failed", name, exc_info=err)
     if isinstance(err, ConfigError):  # it names the object and the key itself
         text = err.message if err.message.startswith(f"{source}:") else f"{source}: {err.message}"
@@ -177,7 +177,7 @@ def _report_build_error(err: Exception, source: str, name: Any) -> int:
 
 def _failing_endpoint(err: BaseException) -> str | None:
     """The endpoint being built when `err` was raised, when the traceback shows one."""
-    from dripline.core.service import Service
+    from dripline.service.service import Service
     code = Service.add_endpoints_from_config.__code__
     name = None
     tb = err.__traceback__
@@ -206,8 +206,8 @@ def _name_taken(config: dict, auth: Any) -> bool:
     is not asked. ConnectionError_ when the broker cannot be reached.
     """
     import asyncio
-    from dripline.core.core import Core
-    from dripline.core.loop_thread import new_event_loop
+    from dripline.client.session import Core
+    from dripline.transport.bridge import new_event_loop
     name = str(config.get("name"))
     core = Core(config.get("dripline_mesh"), auth, service_name=name,
                 connection_name=f"dripline:{name}:name-check")

@@ -1,64 +1,10 @@
-"""The one exception family the whole package raises for dripline-level failures.
+"""Reference-era module path: `dripline.core.exceptions` is `dripline.protocol.errors`.
 
-Decoders, clients and config loading raise only subclasses of :class:`DriplineError`, so callers
-(and the 3 a.m. operator's script) can catch one type and still get the code, message and payload.
+Kept so plugins written for dripline-python 5 import unchanged; the alias makes both names one
+module object, so attribute reads and writes reach the real one.
 """
-from __future__ import annotations
+import sys
 
-from typing import Any
+from dripline.protocol import errors as _module
 
-__all__ = ["DriplineError", "DecodeError", "ConfigError", "ConnectionError_", "TimeoutError_",
-           "UnableToSendError"]
-
-
-class DriplineError(RuntimeError):
-    """A dripline failure; carries the dripline return code (and reply payload when there is one).
-
-    Subclasses RuntimeError like the reference's ``_dripline.core.DriplineError``.
-    """
-
-    def __init__(self, message: str = "", return_code: int = 999, payload: Any = None):
-        super().__init__(message)
-        self.message = message
-        self.return_code = int(return_code)
-        self.payload = payload
-
-    # reference-era name
-    @property
-    def retcode(self) -> int:
-        return self.return_code
-
-
-class DecodeError(DriplineError):
-    """Bytes from the wire could not be turned into a message (code 301 or 302)."""
-
-    def __init__(self, message: str, return_code: int = 302, payload: Any = None):
-        super().__init__(message, return_code, payload)
-
-
-class ConfigError(DriplineError):
-    """A configuration or credentials problem found before anything touched the network."""
-
-    def __init__(self, message: str, return_code: int = 400, payload: Any = None):
-        super().__init__(message, return_code, payload)
-
-
-class ConnectionError_(DriplineError):
-    """The broker could not be reached or the connection was lost (code 101)."""
-
-    def __init__(self, message: str, return_code: int = 101, payload: Any = None):
-        super().__init__(message, return_code, payload)
-
-
-class UnableToSendError(DriplineError):
-    """A request could not be delivered, e.g. nobody is bound to its routing key (code 403)."""
-
-    def __init__(self, message: str, return_code: int = 403, payload: Any = None):
-        super().__init__(message, return_code, payload)
-
-
-class TimeoutError_(DriplineError):
-    """No reply arrived within the timeout (code 404)."""
-
-    def __init__(self, message: str, return_code: int = 404, payload: Any = None):
-        super().__init__(message, return_code, payload)
+sys.modules[__name__] = _module

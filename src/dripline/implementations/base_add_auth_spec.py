@@ -11,8 +11,8 @@ that module's ``AddAuthSpec(app)``, a subclass that adds more groups, e.g.::
                 "slack", scarab.to_param({"dripline": {"default": "x", "env": "SLACK_TOKEN"}}).as_node())
 
 There is no MainApp here: `AuthSpecCollector` offers the one call such hooks make and collects the
-groups in the format `dripline.core.config.build_authentication(extra_groups=...)` takes,
-``{group: {item: {"default": ..., "env": ...}}}``. `dripline.plugins.auth_groups()` runs the hook.
+groups in the format `dripline.assembly.config.build_authentication(extra_groups=...)` takes,
+``{group: {item: {"default": ..., "env": ...}}}``. `dripline.assembly.plugins.auth_groups()` runs the hook.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 def postgres_auth_spec() -> dict[str, dict[str, str]]:
     """The ``postgres`` group: username/password, defaults postgres/postgres, env POSTGRES_USER /
     POSTGRES_PASSWORD (reference §6.8)."""
-    from dripline.core.config import POSTGRES_AUTH_SPEC
+    from dripline.assembly.config import POSTGRES_AUTH_SPEC
     return copy.deepcopy(POSTGRES_AUTH_SPEC["postgres"])
 
 

@@ -21,9 +21,9 @@ import logging
 import re
 from typing import Any
 
-from dripline.core.calibrate import _Evaluator, calibrate
-from dripline.core.entity import Entity
-from dripline.core.throw_reply import ThrowReply
+from dripline.service.calibrate import _Evaluator, calibrate
+from dripline.service.entity import Entity
+from dripline.protocol.throw_reply import ThrowReply
 
 from .ethernet_scpi_service import SCPIConfigError
 

@@ -33,10 +33,10 @@ import threading
 import time
 from typing import Any, Sequence
 
-from dripline.core.exceptions import ConfigError
-from dripline.core.service import Service
-from dripline.core.throw_reply import ThrowReply
-from dripline.core.validation import checking_only
+from dripline.protocol.errors import ConfigError
+from dripline.service.service import Service
+from dripline.protocol.throw_reply import ThrowReply
+from dripline.assembly.validation import checking_only
 
 __all__ = ["EthernetSCPIService", "SCPIConfigError"]
 

@@ -42,9 +42,9 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
-from dripline.core.alert_consumer import AlertConsumer
-from dripline.core.endpoint import Endpoint
-from dripline.core.exceptions import ConfigError
+from dripline.service.alert_consumer import AlertConsumer
+from dripline.service.endpoint import Endpoint
+from dripline.protocol.errors import ConfigError
 
 __all__ = ["HeartbeatMonitor", "HeartbeatTracker"]
 

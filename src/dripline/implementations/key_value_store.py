@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from dripline.core.calibrate import calibrate
-from dripline.core.entity import Entity
-from dripline.core.throw_reply import ThrowReply
+from dripline.service.calibrate import calibrate
+from dripline.service.entity import Entity
+from dripline.protocol.throw_reply import ThrowReply
 
 __all__ = ["KeyValueStore"]
 

@@ -48,10 +48,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from dripline.core.endpoint import Endpoint
-from dripline.core.exceptions import ConfigError
-from dripline.core.throw_reply import ThrowReply
-from dripline.core.validation import checking_only
+from dripline.service.endpoint import Endpoint
+from dripline.protocol.errors import ConfigError
+from dripline.protocol.throw_reply import ThrowReply
+from dripline.assembly.validation import checking_only
 
 __all__ = ["PostgreSQLInterface", "SQLTable", "database_unavailable"]
 
@@ -197,7 +197,7 @@ def _split_server(server: str, where: str) -> tuple[str, int | None]:
 
 
 def _postgres_credentials(auth: Any) -> Any:
-    from dripline.core.config import POSTGRES_AUTH_SPEC, Authentication
+    from dripline.assembly.config import POSTGRES_AUTH_SPEC, Authentication
     if auth is not None and hasattr(auth, "has") and auth.has("postgres", "username"):
         return auth
     creds = Authentication()

@@ -59,10 +59,10 @@ from typing import Any
 
 from sqlalchemy import exc as sa_exc
 
-from dripline.core.alert_consumer import AlertConsumer
-from dripline.core.exceptions import ConfigError
-from dripline.core.message import Message
-from dripline.core.validation import checking_only
+from dripline.service.alert_consumer import AlertConsumer
+from dripline.protocol.errors import ConfigError
+from dripline.protocol.message import Message
+from dripline.assembly.validation import checking_only
 
 from .postgres_interface import PostgreSQLInterface, SQLTable, _short, database_unavailable
 

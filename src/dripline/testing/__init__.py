@@ -55,7 +55,7 @@ class ServiceRunner:
         self._thread = threading.Thread(target=self._main, name=f"service-{service.name}", daemon=True)
 
     def _main(self) -> None:
-        from dripline.core.loop_thread import new_event_loop
+        from dripline.transport.bridge import new_event_loop
         loop = new_event_loop()
         asyncio.set_event_loop(loop)
 
@@ -95,7 +95,7 @@ class ServiceRunner:
 def _build(config: Any) -> Any:
     import yaml
 
-    from dripline.core.object_creator import create_object
+    from dripline.assembly.objects import create_object
     if isinstance(config, str):
         config = yaml.safe_load(config)
     config = dict(config)
@@ -139,7 +139,7 @@ def dl_service() -> Iterator[Any]:
 @pytest.fixture
 def dl_interface() -> Iterator[Any]:
     """A blocking Interface connected to the test broker."""
-    from dripline.core.interface import Interface
+    from dripline.client.interface import Interface
     iface = Interface(dripline_mesh=test_mesh(), timeout_s=10)
     yield iface
     iface.close()
@@ -176,7 +176,7 @@ def dl_endpoint(dl_service, dl_interface) -> Any:
     def start(module: Any, **kwargs: Any) -> EndpointHandle:
         name = kwargs.pop("name", None) or unique_name("ep")
         if isinstance(module, type):
-            from dripline.core.service import Service
+            from dripline.service.service import Service
             service = Service(unique_name("svc"), dripline_mesh=test_mesh(), heartbeat_interval_s=0,
                               enable_scheduling=True)
             service.add_child(module(name=name, **kwargs))

@@ -1,0 +1,1 @@
+"""Turning files into objects for dl-serve: configuration, validation, object creation, plugin discovery."""

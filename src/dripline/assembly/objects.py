@@ -1,0 +1,165 @@
+"""Turn a YAML mapping (`module: KeyValueStore`, keywords...) into an object.
+
+Resolution order for the class name (reference §9.3): the file given as `module_path`; the plugins
+(`dripline.assembly.plugins`: the `dripline.extensions` namespace and entry points); `dripline.implementations`;
+`dripline.core`. Unlike the reference, an unknown name fails with the closest known names and the
+places searched; a name two plugins offer is an error naming both (`module: <plugin>.<Class>` picks
+one); and a dotted ``module: package.module.Class`` naming an Endpoint subclass is imported directly.
+
+A relative `module_path` is read relative to the directory of the YAML file (dl-serve passes it as
+`base_dir`); endpoints built while their service is being built inherit that directory.
+"""
+from __future__ import annotations
+
+import contextvars
+import difflib
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+from typing import Any
+
+from dripline.protocol.errors import ConfigError
+
+__all__ = ["ObjectCreator", "create_object", "find_class", "known_class_names", "load_module_path"]
+
+logger = logging.getLogger(__name__)
+
+_path_modules: dict[str, Any] = {}
+# directory of the YAML file whose objects are being built (for endpoints' relative module_path)
+_base_dir: contextvars.ContextVar[str | None] = contextvars.ContextVar("dripline_base_dir", default=None)
+
+
+def load_module_path(path: str, base_dir: str | None = None) -> Any:
+    """Import a single .py file (a `module_path` entry), relative to base_dir when not absolute
+    (and, as the reference does, relative to the working directory when it is not there)."""
+    full = path if os.path.isabs(path) or base_dir is None else os.path.join(base_dir, path)
+    full = os.path.abspath(full)
+    if not os.path.isfile(full) and not os.path.isabs(path) and os.path.isfile(path):
+        full = os.path.abspath(path)
+    if full in _path_modules:
+        return _path_modules[full]
+    if not os.path.isfile(full):
+        raise ConfigError(f"module_path {path!r}: no such file ({full})")
+    name = "dripline_module_path_" + str(len(_path_modules))
+    spec = importlib.util.spec_from_file_location(name, full)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        del sys.modules[name]
+        raise ConfigError(f"module_path {path!r} could not be imported: {type(err).__name__}: {err}") from err
+    _path_modules[full] = module
+    return module
+
+
+def _plugins() -> Any:
+    try:
+        from dripline import plugins
+    except ImportError:  # pragma: no cover - plugin discovery not available
+        return None
+    return plugins
+
+
+def _builtin_spaces() -> list[tuple[str, Any]]:
+    return [("dripline.implementations", importlib.import_module("dripline.implementations")),
+            ("dripline.core", importlib.import_module("dripline.core"))]
+
+
+def _import_path(name: str) -> type | None:
+    """`package.module.Class` naming an Endpoint subclass, else None."""
+    module_name, _, attr = name.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception:
+        return None
+    cls = getattr(module, attr, None)
+    from dripline.service.endpoint import Endpoint
+    return cls if isinstance(cls, type) and issubclass(cls, Endpoint) else None
+
+
+def find_class(name: str, module_path: str | None = None, base_dir: str | None = None) -> type:
+    if base_dir is None:
+        base_dir = _base_dir.get()
+    searched = []
+    if module_path:
+        module = load_module_path(module_path, base_dir)
+        searched.append(f"module_path {module_path}")
+        cls = getattr(module, name, None)
+        if isinstance(cls, type):
+            return cls
+    plugins = _plugins()
+    if plugins is not None:
+        cls = plugins.lookup(name)  # ConfigError when two plugins offer the name
+        if cls is not None:
+            return cls
+        searched.extend(plugins.searched_places())
+    for label, space in _builtin_spaces():
+        searched.append(label)
+        try:
+            cls = getattr(space, name)
+        except (AttributeError, ImportError):
+            continue
+        if isinstance(cls, type):
+            return cls
+    if "." in name:
+        cls = _import_path(name)
+        if cls is not None:
+            return cls
+        searched.append(f"import path {name}")
+    close = difflib.get_close_matches(name, known_class_names(module_path, base_dir), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    broken = ""
+    if plugins is not None:
+        failed = [p for p in plugins.problems() if p.kind == "broken plugin"]
+        if failed:
+            broken = (" Note: " + "; ".join(p.message for p in failed)
+                      + " — the class may come from " + ("it" if len(failed) == 1 else "one of them") + ".")
+    raise ConfigError(f"unknown module {name!r} (searched: {'; '.join(searched)}){hint or '.'} "
+                      f"`dl-serve --list` shows every class that can be built; a plugin's classes "
+                      f"appear only when the plugin is installed for this Python ({sys.executable})."
+                      f"{broken}")
+
+
+def known_class_names(module_path: str | None = None, base_dir: str | None = None) -> list[str]:
+    names: set[str] = set()
+    if module_path:
+        try:
+            module = load_module_path(module_path, base_dir if base_dir is not None else _base_dir.get())
+            names.update(n for n, v in vars(module).items() if isinstance(v, type))
+        except ConfigError:
+            pass
+    plugins = _plugins()
+    if plugins is not None:
+        names.update(plugins.class_names())
+    for _, space in _builtin_spaces():
+        for n in getattr(space, "__all__", None) or dir(space):
+            if n[:1].isupper():
+                names.add(n)
+    return sorted(names)
+
+
+def create_object(config: dict, default_module: str, auth: Any = None, base_dir: str | None = None) -> Any:
+    """Build the object a config mapping describes; `config` is consumed (reference behaviour)."""
+    module = config.pop("module", None) or default_module
+    module_path = config.pop("module_path", None)
+    if base_dir is None:
+        base_dir = _base_dir.get()
+    cls = find_class(module, module_path, base_dir)
+    logger.debug("creating %s from %s", module, cls.__module__)
+    token = _base_dir.set(base_dir)  # endpoints built by this object's constructor
+    try:
+        if auth is not None:
+            return cls(authentication_obj=auth, **config)
+        return cls(**config)
+    finally:
+        _base_dir.reset(token)
+
+
+class ObjectCreator:
+    """Reference-era name: ObjectCreator().create_object(config, default_module, auth)."""
+
+    def create_object(self, config: dict, default_module: str, auth: Any = None) -> Any:
+        return create_object(config, default_module, auth)

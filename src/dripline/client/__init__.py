@@ -1,0 +1,1 @@
+"""Asking the mesh: the request/reply session, AsyncInterface and its blocking face Interface."""

@@ -1,0 +1,1 @@
+"""Answering the mesh: Service, endpoints, request dispatch, entities, calibration, scheduling."""

@@ -1,0 +1,247 @@
+"""AlertConsumer: a service that also listens to alerts (sensor values, heartbeats, status messages).
+
+An alert consumer binds its `alert_keys` on the alerts exchange and turns each alert into a call
+``process_payload(payload, routing_key_data, timestamp)``, where `routing_key_data` holds the named
+groups of `alert_key_parser_re` matched against the routing key (e.g. the sensor name of
+``sensor_value.peaches``). Subclasses (the sensor logger, the heartbeat monitor) override
+`process_payload`.
+
+Where the reference binds the keys to the service queue and loses whatever arrives while the
+service is down, ``durable_queue: true`` gives the consumer a durable queue of its own, named
+``<service name>.alerts`` (or the name given instead of ``true``), that outlives the process: alerts
+wait there while the consumer restarts, and each one is acknowledged only once it has been handled
+(the sensor logger: once its row is committed). Delivery is then at-least-once: an alert handled
+just before a crash, but not yet acknowledged, is handled again after the restart. Requests keep
+going to the ordinary, exclusive service queue, so an unreachable consumer still makes requests
+fail at once instead of piling up.
+
+Fixed with respect to the reference: an exception in `parse_routing_key`, `process_payload` or
+`on_alert_message` is logged with the alert's routing key and the service keeps running (the
+reference shuts the service down).
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import re
+from typing import Any, Iterable
+
+from dripline.protocol.errors import ConfigError, DecodeError
+from dripline.protocol.message import Message
+from dripline.service.service import Service
+
+__all__ = ["AlertConsumer", "AckTracker"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DURABLE_PREFETCH = 1000
+
+
+class _Delivery:
+    """One delivery from the durable queue: its Ack and whether it has been dealt with."""
+
+    __slots__ = ("ack", "done")
+
+    def __init__(self, ack: Any) -> None:
+        self.ack = ack
+        self.done = False
+
+
+class AckTracker:
+    """Acknowledges a manual-ack consumer's deliveries in delivery order, in as few frames as possible.
+
+    Deliveries may be finished out of order (a chunked alert completes after later single-chunk
+    ones; a malformed alert is skipped before the rows buffered ahead of it are committed), but a
+    delivery is acknowledged only when it and every delivery before it are finished, so a single
+    ``basic.ack(multiple=True)`` covers the whole finished prefix. Must be used on the loop thread.
+    """
+
+    def __init__(self) -> None:
+        self._pending: collections.deque[_Delivery] = collections.deque()
+
+    def add(self, ack: Any) -> _Delivery:
+        delivery = _Delivery(ack)
+        self._pending.append(delivery)
+        return delivery
+
+    def finish(self, deliveries: Iterable[_Delivery]) -> None:
+        for delivery in deliveries:
+            delivery.done = True
+        self._release()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def _release(self) -> None:
+        pending = self._pending
+        last = None
+        while pending and pending[0].done:
+            ack = pending.popleft().ack
+            if last is not None and ack.channel is not last.channel:
+                last(multiple=True)  # the channel changed (reconnect): close the old prefix
+            last = ack
+        if last is not None:
+            last(multiple=True)
+
+
+class AlertConsumer(Service):
+    """A service that consumes alerts.
+
+    `alert_keys`: binding keys on the alerts exchange (default ``["#"]``: every alert);
+    `alert_key_parser_re`: a regular expression with named groups, matched against each alert's
+    routing key; `durable_queue`: false (the reference behaviour), true (a durable queue named
+    ``<name>.alerts``) or the queue's name; `durable_prefetch`: how many unacknowledged alerts the
+    broker hands the consumer at a time from that queue. Other keywords go to Service.
+    """
+
+    def __init__(self, alert_keys: list[str] | str | None = None, alert_key_parser_re: str = "",
+                 durable_queue: bool | str = False, durable_prefetch: int = DEFAULT_DURABLE_PREFETCH,
+                 **kwargs: Any) -> None:
+        Service.__init__(self, **kwargs)
+        if alert_keys is None:
+            alert_keys = ["#"]
+        elif isinstance(alert_keys, str):
+            alert_keys = [alert_keys]
+        self.alert_keys = [str(k) for k in alert_keys]
+        self.alert_key_parser_re = alert_key_parser_re or ""
+        try:
+            self._alert_regex = re.compile(self.alert_key_parser_re)
+        except re.error as err:
+            raise ConfigError(f"service {self.name!r}: alert_key_parser_re "
+                              f"{self.alert_key_parser_re!r} is not a valid regular expression: {err}") from None
+        if not isinstance(durable_queue, (bool, str)):
+            raise ConfigError(f"service {self.name!r}: durable_queue must be true, false or a queue name, "
+                              f"not {durable_queue!r}")
+        self.durable_queue = durable_queue
+        self.durable_prefetch = max(1, min(int(durable_prefetch), 65535))
+        self._acks = AckTracker()
+        self._durable_assembler = None
+        self._chunk_deliveries: dict[str, list[_Delivery]] = {}
+
+    # ------------------------------------------------------------------ reference API
+    @property
+    def durable_queue_name(self) -> str | None:
+        """Name of the durable alert queue, or None when alerts arrive on the service queue."""
+        if not self.durable_queue:
+            return None
+        if isinstance(self.durable_queue, str):
+            return self.durable_queue
+        return f"{self.name}.alerts"
+
+    def parse_routing_key(self, routing_key: str) -> dict[str, Any]:
+        """The named groups of `alert_key_parser_re` in `routing_key` ({} with a warning if no match)."""
+        match = self._alert_regex.match(routing_key)
+        if match is None:
+            logger.warning("service %s: alert routing key %r does not match alert_key_parser_re %r",
+                           self.name, routing_key, self.alert_key_parser_re)
+            return {}
+        return match.groupdict()
+
+    def on_alert_message(self, alert: Message) -> None:
+        """Parse the routing key and call process_payload; errors are logged, never raised."""
+        try:
+            data = self.parse_routing_key(alert.routing_key)
+            self.process_payload(_as_param(alert.payload), data, alert.timestamp)
+        except Exception:
+            logger.exception("service %s: error while processing the alert %r (the alert is skipped; "
+                             "the service keeps running)", self.name, alert.routing_key)
+
+    def process_payload(self, payload: Any, routing_key_data: dict[str, Any], timestamp: str) -> None:
+        """Override: handle one alert. `payload` is a scarab Param (``payload.to_python()``)."""
+        logger.debug("service %s: alert payload %r, routing key data %r, timestamp %s", self.name,
+                     payload, routing_key_data, timestamp)
+
+    # ------------------------------------------------------------------ bindings
+    async def _bind_extra(self, queue: Any) -> None:
+        conn = self.core.connection
+        exchange = self.core.alerts_exchange
+        name = self.durable_queue_name
+        if name is None:
+            for key in self.alert_keys:
+                await conn.bind(queue, exchange, key)
+            return
+        from dripline.transport.receiver import ChunkReceiver
+        self._window.multiple_ok = False  # durable deliveries are acknowledged only once stored
+        self._durable_assembler = ChunkReceiver(self._expired_durable, wait_s=self.message_wait_ms / 1000)
+        durable = await conn.declare_queue(name, exclusive=False, auto_delete=False, durable=True)
+        for key in self.alert_keys:
+            await conn.bind(durable, exchange, key)
+        await conn.consume(durable, self._on_durable_delivery, no_ack=False,
+                           prefetch=self.durable_prefetch)
+        logger.info("service %s: alerts (%s) wait in the durable queue %r while it is not running",
+                    self.name, ", ".join(self.alert_keys), name)
+
+    # ------------------------------------------------------------------ receiving
+    def _dispatch_alert(self, msg: Message) -> None:
+        self._deliver_alert(msg, ())
+
+    def _deliver_alert(self, msg: Message, deliveries: Any) -> None:
+        """Handle one alert (on the loop thread); `deliveries` are finished once it is handled.
+
+        The default runs `on_alert_message` on the worker thread, like requests, and then
+        acknowledges the durable-queue deliveries of the alert (if any).
+        """
+        if not deliveries:
+            self._run_on_worker(lambda: self.on_alert_message(msg))
+            return
+
+        def handle() -> None:
+            try:
+                self.on_alert_message(msg)
+            finally:
+                self._finish_deliveries(deliveries)
+        self._run_on_worker(handle)
+
+    def _finish_deliveries(self, deliveries: Any) -> None:
+        """Mark durable-queue deliveries as handled, from any thread."""
+        if not deliveries:
+            return
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return  # never acknowledged: the broker delivers them again
+        if self._on_loop_thread():
+            self._acks.finish(deliveries)
+        else:
+            loop.call_soon_threadsafe(self._acks.finish, deliveries)
+
+    def _on_durable_delivery(self, routing_key: str, body: bytes, properties: Any, ack: Any) -> None:
+        delivery = self._acks.add(ack)
+        try:
+            msg = self._durable_assembler.feed(routing_key, body, properties)
+        except DecodeError as err:
+            logger.warning("service %s: undecodable message on the alert queue (routing key %r): %s; "
+                           "dropped", self.name, routing_key, err.message)
+            self._acks.finish([delivery])
+            return
+        if msg is None:  # one chunk of a larger alert: acknowledged with the whole alert
+            base_id = str(getattr(properties, "message_id", "") or "").split("/", 1)[0]
+            self._chunk_deliveries.setdefault(base_id, []).append(delivery)
+            return
+        deliveries = self._chunk_deliveries.pop(msg.message_id, [])
+        deliveries.append(delivery)
+        self._deliver_durable(msg, deliveries)
+
+    def _deliver_durable(self, msg: Message, deliveries: list[_Delivery]) -> None:
+        if not msg.is_alert():
+            logger.warning("service %s: a %s message arrived on the alert queue (routing key %r); "
+                           "dropped", self.name, msg.message_type.name, msg.routing_key)
+            self._acks.finish(deliveries)
+            return
+        try:
+            self._deliver_alert(msg, deliveries)
+        except Exception:
+            logger.exception("service %s: error while handling the alert %r; skipped", self.name,
+                             msg.routing_key)
+            self._acks.finish(deliveries)
+
+    def _expired_durable(self, msg: Message) -> None:
+        self._deliver_durable(msg, self._chunk_deliveries.pop(msg.message_id, []))
+
+
+def _as_param(payload: Any) -> Any:
+    """The payload as the reference hands it to process_payload: a scarab Param."""
+    try:
+        from scarab import to_param
+        return to_param(payload)
+    except (ImportError, TypeError):
+        return payload
