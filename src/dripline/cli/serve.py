@@ -1,6 +1,7 @@
 """dl-serve: build a service from a YAML file and run it until SIGINT/SIGTERM.
 
     dl-serve -c service.yaml [key=value ...]      run
+    dl-serve service.yaml [key=value ...]         the same (an existing .yaml/.yml/.json file)
     dl-serve --check -c service.yaml              build as a dry run and report (no network)
     dl-serve --list                               every class dl-serve can build
 
@@ -28,7 +29,8 @@ SERVE_DEFAULTS = {"name": "dlpy_service", "enable_scheduling": True}
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dl-serve", description="Run a dripline service from a configuration file.")
     parser.add_argument("words", nargs="*", metavar="key=value",
-                        help="configuration overrides, e.g. database_server=127.0.0.1")
+                        help="configuration overrides, e.g. database_server=127.0.0.1 (without -c, "
+                             "an existing .yaml/.yml/.json file is taken as the configuration file)")
     add_common_options(parser, "dl-serve")
     s = parser.add_argument_group("service")
     s.add_argument("--heartbeat-interval-s", type=float, metavar="S",
@@ -51,6 +53,37 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_intermixed_args(argv)
     setup_logging(args.verbose, args.quiet, default=logging.INFO)
     sys.exit(run(args))
+
+
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def take_config_word(args: argparse.Namespace) -> str | None:
+    """Decide what a positional word that is not `key=value` means; an error text, or None.
+
+    `dl-serve my_store.yaml` is what a newcomer types: when no -c was given and the word names an
+    existing YAML/JSON file, it is taken as the configuration file (nothing is printed, as if -c had
+    been written). Anything else is refused, naming the word: silently ignoring it once started an
+    empty default service instead of the user's.
+    """
+    loose = [w for w in args.words if "=" not in w]
+    if not loose:
+        return None
+    word = loose[0]
+    is_file = os.path.isfile(word) and word.lower().endswith(CONFIG_SUFFIXES)
+    if len(loose) == 1 and is_file and not args.config:
+        args.config = word
+        args.words = [w for w in args.words if w is not word]
+        return None
+    if args.config and is_file:
+        return (f"unexpected argument {word!r}: the configuration file is already given "
+                f"(-c {args.config}); one service per dl-serve")
+    if is_file:
+        return f"unexpected argument {word!r}: give one configuration file, with -c FILE"
+    if word.lower().endswith(CONFIG_SUFFIXES) and not os.path.exists(word):
+        return f"unexpected argument {word!r}: no such file (the configuration file is given with -c FILE)"
+    return (f"unexpected argument {word!r}: dl-serve takes key=value overrides; "
+            f"the configuration file is given with -c FILE")
 
 
 def load_service_config(args: argparse.Namespace) -> tuple[dict, Any, str | None]:
@@ -90,6 +123,10 @@ def run(args: argparse.Namespace) -> int:
         from .plugin import print_class_list
         return print_class_list() or 0
     path = None
+    problem = take_config_word(args)
+    if problem is not None:
+        print(f"dl-serve: {problem}", file=sys.stderr)
+        return 2
     try:
         config, auth, path = load_service_config(args)
         base_dir = os.path.dirname(os.path.abspath(path)) if path else None
