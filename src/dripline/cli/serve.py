@@ -4,6 +4,7 @@
     dl-serve service.yaml [key=value ...]         the same (an existing .yaml/.yml/.json file)
     dl-serve --check -c service.yaml              build as a dry run and report (no network)
     dl-serve --list                               every class dl-serve can build
+    dl-serve --list KeyValueStore                 one class's keywords, defaults and docs
 
 Exit status: 0 after a clean stop; 2 for a configuration error, or an error while building the
 service or one of its endpoints (reported before the service connects); 1 when the broker cannot
@@ -45,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="build the service and its endpoints as a dry run, report any error and "
                         "exit: checks the keywords, types and values of every object; the broker, "
                         "instrument and database connections are not tried")
-    s.add_argument("--list", action="store_true", help="list every class dl-serve can build, and exit")
+    s.add_argument("--list", nargs="?", const=True, default=None, metavar="MODULE",
+                   help="list every class dl-serve can build, and exit; with a class name "
+                        "(e.g. --list KeyValueStore), that class's keywords, defaults and docs")
     return parser
 
 
@@ -119,9 +122,11 @@ def _auth_groups() -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from dripline.protocol.errors import DriplineError
-    if args.list:
+    if args.list is True:
         from .plugin import print_class_list
         return print_class_list() or 0
+    if args.list:
+        return print_class_keywords(args.list)
     path = None
     problem = take_config_word(args)
     if problem is not None:
@@ -167,6 +172,48 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 0
     return 0
+
+
+def print_class_keywords(module: str, stream: Any = None) -> int:
+    """`dl-serve --list MODULE`: the keywords a `module: MODULE` entry accepts; 2 if unknown.
+
+    The text comes from the same description as the documentation's keyword reference
+    (`dripline.assembly.keywords`), so the terminal and the site say the same thing.
+    """
+    from dripline.assembly.keywords import describe_class
+    from dripline.assembly.objects import find_class
+    from dripline.protocol.errors import ConfigError
+    out = stream or sys.stdout
+    try:
+        cls = find_class(module)
+    except ConfigError as err:
+        print(f"dl-serve: {err.message}", file=sys.stderr)
+        return 2
+    info = describe_class(cls, module)
+    if not info.kind:
+        print(f"dl-serve: {module!r} is {info.qualname}, which is not a Service or Endpoint class "
+              "and cannot be built from a service file", file=sys.stderr)
+        return 2
+    try:
+        _write_class_keywords(info, out)
+    except BrokenPipeError:  # `dl-serve --list X | head`: the reader has seen enough
+        sys.stdout = open(os.devnull, "w")
+    return 0
+
+
+def _write_class_keywords(info: Any, out: Any) -> None:
+    import textwrap
+    out.write(f"{info.name}: {info.kind} class {info.qualname}\n")
+    if info.summary:
+        out.write(textwrap.fill(info.summary, 96, initial_indent="  ", subsequent_indent="  ") + "\n")
+    out.write(f"\nKeywords of a `module: {info.name}` entry (most specific class first):\n")
+    for kw in info.keywords:
+        head = f"  {kw.name} = {kw.default_text()}" if not kw.required else f"  {kw.name}  (required)"
+        typed = f"  [{kw.annotation}]" if kw.annotation else ""
+        out.write(f"{head}{typed}  from {kw.defined_in}\n")
+        if kw.doc:
+            out.write(textwrap.fill(kw.doc, 96, initial_indent="      ", subsequent_indent="      ") + "\n")
+    out.flush()
 
 
 def _check(config: dict, auth: Any, path: str | None, base_dir: str | None) -> int:
