@@ -6,6 +6,9 @@ Binds a private queue `monitor_<uuid>` to the given keys and prints every messag
 (chunked messages reassembled). Unlike the reference, --json-print / --pretty-print are honoured:
 one JSON object per line, or indented JSON. Note that binding request keys makes those requests
 routable, so a requester will not get the immediate "unroutable" error while dl-mon runs.
+
+Exit status: 0 when stopped with Ctrl-C / SIGTERM or after --max-messages messages; 1 for a
+configuration error, no keys to watch, or a broker that cannot be reached; 2 for a usage error.
 """
 from __future__ import annotations
 

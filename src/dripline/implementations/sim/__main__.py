@@ -1,4 +1,8 @@
-"""Command line of the simulated SCPI instrument (``python -m dripline.implementations.sim``)."""
+"""Command line of the simulated SCPI instrument (``python -m dripline.implementations.sim``).
+
+Exit status: 0 when stopped with Ctrl-C / SIGTERM; 1 when it cannot listen on the port (in use,
+or not allowed); 2 for a usage error or an invalid value, terminator or fault option.
+"""
 from __future__ import annotations
 
 import argparse
