@@ -240,3 +240,54 @@ def test_example_configuration_is_valid():
     config["endpoints"][0]["base_sr"] = "X"
     (problem,) = check_service_config(config, str(path))
     assert problem.key == "base_sr" and "base_str" in problem.suggestions
+
+
+# ---- per-entity resend_on_timeout --------------------------------------------------------------
+
+class KeywordInstrument(FakeInstrument):
+    """A service whose send_to_device also records the keywords it was given."""
+
+    def __init__(self, answers=None):
+        super().__init__(answers)
+        self.keywords: list[dict] = []
+
+    def send_to_device(self, commands, **kwargs):
+        self.keywords.append(kwargs)
+        return super().send_to_device(commands)
+
+
+@pytest.mark.parametrize("make_entity", [
+    lambda **kw: SimpleSCPIEntity(name="v", base_str="VOLT", **kw),
+    lambda **kw: SimpleSCPISetEntity(name="v", base_str="VOLT", **kw),
+    lambda **kw: FormatEntity(name="v", get_str="VOLT?", set_str="VOLT {}", **kw),
+])
+def test_an_entity_passes_its_resend_choice_to_the_service(make_entity):
+    ep = make_entity(resend_on_timeout="Never")
+    assert ep.resend_on_timeout == "never"
+    fake = KeywordInstrument()
+    ep.service = fake
+    ep.on_set(1)
+    assert fake.keywords == [{"resend_on_timeout": "never"}]
+
+
+def test_without_a_choice_the_entity_passes_no_keyword():
+    ep = FormatEntity(name="v", get_str="VOLT?")
+    assert ep.resend_on_timeout is None
+    fake = KeywordInstrument({"VOLT?": "1"})
+    ep.service = fake
+    ep.on_get()
+    assert fake.keywords == [{}]
+
+
+@pytest.mark.parametrize("cls, kw", [(SimpleSCPIEntity, {"base_str": "VOLT"}),
+                                     (FormatEntity, {"get_str": "VOLT?"})])
+def test_a_bad_entity_resend_choice_is_a_config_error(cls, kw):
+    with pytest.raises(ConfigError) as info:
+        cls(name="volts", resend_on_timeout="maybe", **kw)
+    assert "'volts'" in str(info.value) and "resend_on_timeout" in str(info.value)
+
+
+def test_resend_on_timeout_is_an_accepted_keyword_of_service_and_entities():
+    for cls in (EthernetSCPIService, SimpleSCPIEntity, SimpleSCPIGetEntity, SimpleSCPISetEntity,
+                FormatEntity):
+        assert "resend_on_timeout" in accepted_keywords(cls)

@@ -9,8 +9,10 @@ import pytest
 from dripline.protocol.errors import ConfigError
 from dripline.protocol.throw_reply import ThrowReply
 from dripline.implementations import EthernetSCPIService
-from dripline.implementations.ethernet_scpi_service import SCPIConfigError, parse_socket_info
-from dripline.implementations.sim import InstrumentModel, SimulatedSCPIInstrument, Value
+from dripline.implementations.ethernet_scpi_service import (SCPIConfigError, is_query,
+                                                             parse_socket_info, resend_choice)
+from dripline.implementations.sim import (InstrumentModel, SimulatedSCPIInstrument, Value,
+                                          guide_device_values)
 
 
 def free_port() -> int:
@@ -116,17 +118,18 @@ def test_bad_commands_are_304(svc, bad):
     assert code_of(svc.send_to_device, bad).return_code == 304
 
 
-def test_no_answer_is_202_and_the_next_request_works(svc, sim):
+def test_no_answer_to_a_setting_is_202_and_the_next_request_works(svc, sim):
     sim.set_fault("silent", 1)
-    err = code_of(svc.send_to_device, "VOLT?")
-    assert err.return_code == 202 and "Timeout" in err.message and "'VOLT?'" in err.message
+    err = code_of(svc.send_to_device, "VOLT 1;VOLT?")
+    assert err.return_code == 202 and "Timeout" in err.message and "'VOLT 1;VOLT?'" in err.message
+    assert "not a query" in err.message
     assert not svc.connected  # a late answer cannot be mistaken for the next one
     assert svc.send_to_device("VOLT?") == "0.0"
 
 
 def test_slow_answer_then_late_bytes_do_not_shift_answers(svc, sim):
     sim.delay = 1.5
-    assert code_of(svc.send_to_device, "VOLT?").return_code == 202
+    assert code_of(svc.send_to_device, "VOLT 9;VOLT?").return_code == 202
     sim.delay = 0
     assert svc.send_to_device("VOLT 1;VOLT?") == "1.0"
     assert svc.send_to_device("CURR?") == "0.1"
@@ -134,8 +137,11 @@ def test_slow_answer_then_late_bytes_do_not_shift_answers(svc, sim):
 
 def test_partial_answer_is_202_naming_what_arrived(svc, sim):
     sim.set_fault("partial", 1)
-    err = code_of(svc.send_to_device, "*IDN?")
+    err = code_of(svc.send_to_device, "VOLT 1;*IDN?")
     assert err.return_code == 202 and "without terminator" in err.message
+    assert svc.send_to_device("*OPC?") == "1"  # reconnected (the fault must not hit *OPC?)
+    sim.set_fault("partial", 1)
+    assert svc.send_to_device("*IDN?") == sim.model.idn  # a query: sent again, answered whole
     assert svc.send_to_device("*OPC?") == "1"
 
 
@@ -336,3 +342,167 @@ def test_a_new_socket_info_takes_effect_on_the_next_command(svc, sim):
         assert _set(svc, "socket_info", f"127.0.0.1:{other.port}").return_code == 0
         assert svc.send_to_device("VOLT?") == "0.0"
         assert other.connections_accepted == 1
+
+
+# ---- sending a command again after a timeout (resend_on_timeout) ------------------------------
+
+@pytest.mark.parametrize("command, query", [
+    ("*IDN?", True), ("MEAS:VOLT?", True), ("MEAS:VOLT? (@1)", True), ("*OPC?;SYST:ERR?", True),
+    (" VOLT? ; CURR? ", True), ("VOLT 5;VOLT?", False), ("OUTP ON", False), ("*TRG", False),
+    ('SYST:LAB "a;b?"', False), ("", False), ("VOLT?;", True), ("DISP:TEXT 'why?'", False),
+])
+def test_what_counts_as_a_query(command, query):
+    assert is_query(command) is query
+
+
+@pytest.mark.parametrize("given, choice", [
+    ("auto", "auto"), ("ALWAYS", "always"), (" never ", "never"), (True, "always"), (False, "never"),
+])
+def test_resend_choices(given, choice):
+    assert resend_choice(given) == choice
+
+
+@pytest.mark.parametrize("bad", ["sometimes", "", None, 1, ["auto"]])
+def test_bad_resend_choice_is_a_config_error_naming_the_choices(bad):
+    with pytest.raises(SCPIConfigError) as info:
+        make(free_port(), resend_on_timeout=bad)
+    assert "resend_on_timeout" in str(info.value) and "auto, always, never" in str(info.value)
+
+
+def test_a_silent_query_is_sent_again_on_a_new_connection(svc, sim):
+    before = sim.connections_accepted
+    sim.set_fault("silent", 1)
+    assert svc.send_to_device("VOLT?") == "0.0"
+    assert sim.connections_accepted == before + 1
+    assert svc.keeps_connections is True  # the reconnect test and the query: two answers
+
+
+def test_a_query_silent_twice_is_202():
+    with SimulatedSCPIInstrument() as sim:
+        svc = make(sim.port, cmd_at_reconnect=None)
+        sim.set_fault("silent", 2)
+        err = code_of(svc.send_to_device, "VOLT?")
+        assert err.return_code == 202 and "either" in err.message
+        assert sim.fault == ("none", 0) and svc.send_to_device("VOLT?") == "0.0"
+        svc._shutdown_socket()
+
+
+def test_auto_never_sends_a_setting_twice(svc, sim):
+    sim.set_fault("silent", 2)
+    assert code_of(svc.send_to_device, "VOLT 7;VOLT?").return_code == 202
+    assert sim.fault == ("silent", 1)  # the instrument saw the line once
+    sim.set_fault("none")
+    assert sim.model.get("VOLT") == 0.0
+
+
+def test_always_sends_a_setting_again():
+    with SimulatedSCPIInstrument() as sim:
+        svc = make(sim.port, resend_on_timeout="always")
+        sim.set_fault("silent", 1)
+        assert svc.send_to_device("VOLT 7;VOLT?") == "7.0"
+        assert sim.fault == ("none", 0)
+        svc._shutdown_socket()
+
+
+def test_never_sends_not_even_a_query_again():
+    with SimulatedSCPIInstrument() as sim:
+        svc = make(sim.port, resend_on_timeout="never")
+        sim.set_fault("silent", 2)
+        err = code_of(svc.send_to_device, "VOLT?")
+        assert err.return_code == 202 and "resend_on_timeout: never" in err.message
+        assert sim.fault == ("silent", 1)
+        svc._shutdown_socket()
+
+
+def test_the_caller_overrides_the_service_choice(svc, sim):
+    sim.set_fault("silent", 2)
+    with pytest.raises(ThrowReply) as info:
+        svc.send_to_device("VOLT?", resend_on_timeout="never")
+    assert info.value.return_code == 202 and sim.fault == ("silent", 1)
+    sim.set_fault("none")
+    assert svc.send_to_device("*OPC?") == "1"  # reconnected (the fault must not hit *OPC?)
+    sim.set_fault("silent", 1)
+    assert svc.send_to_device("VOLT 2;VOLT?", resend_on_timeout="always") == "2.0"
+    with pytest.raises(ThrowReply) as info:
+        svc.send_to_device("VOLT?", resend_on_timeout="twice")
+    assert info.value.return_code == 304
+
+
+def test_the_choice_can_be_changed_at_run_time_and_is_validated(svc):
+    svc.resend_on_timeout = "never"
+    assert svc.resend_on_timeout == "never"
+    with pytest.raises(ThrowReply) as info:
+        svc.resend_on_timeout = "often"
+    assert info.value.return_code == 304 and svc.resend_on_timeout == "never"
+
+
+# ---- instruments that answer one command per connection ---------------------------------------
+
+@pytest.fixture
+def guide_sim():
+    model = InstrumentModel(guide_device_values(), idn="T,GUIDE,1,0")
+    with SimulatedSCPIInstrument(model=model, one_query_per_connection=True) as instrument:
+        yield instrument
+
+
+def test_gets_and_sets_work_against_a_one_query_per_connection_instrument(guide_sim):
+    svc = make(guide_sim.port, cmd_at_reconnect=None)
+    try:
+        assert svc.send_to_device("IDN?") == "T,GUIDE,1,0"
+        assert svc.keeps_connections is None
+        # a setting never goes out on a used connection while the instrument is unknown
+        assert svc.send_to_device("VOLTage 5;VOLTage?") == "5.0"
+        # a query tries the used connection, meets silence, and is answered on a new one
+        assert svc.send_to_device("VOLTage?") == "5.0"
+        assert svc.keeps_connections is False
+        for command, answer in [("FREQ 60;FREQ?", "60.0"), ("OPT?", "SIM-OPT-A,SIM-OPT-B"),
+                                ("READ?", "12.5"), ("VOLT 1;VOLT?", "1.0"), ("VOLT?", "1.0")]:
+            assert svc.send_to_device(command) == answer
+        # every command was carried out exactly once (the ignored one was never read)
+        assert guide_sim.model.lines_executed == 8
+    finally:
+        svc._shutdown_socket()
+
+
+def test_an_instrument_that_keeps_connections_is_not_reconnected_for_settings(sim):
+    svc = make(sim.port, cmd_at_reconnect=None)
+    try:
+        assert svc.send_to_device("VOLT?") == "0.0"
+        assert svc.send_to_device("VOLT 1;VOLT?") == "1.0"  # unknown yet: a new connection
+        assert sim.connections_accepted == 2
+        assert svc.send_to_device("VOLT?") == "1.0"         # second answer there: it keeps them
+        assert svc.keeps_connections is True
+        assert svc.send_to_device("VOLT 2;VOLT?") == "2.0"
+        assert sim.connections_accepted == 2
+    finally:
+        svc._shutdown_socket()
+
+
+def test_with_a_reconnect_test_the_first_setting_uses_the_connection(svc, sim):
+    assert svc.send_to_device("VOLT 3;VOLT?") == "3.0"
+    assert sim.connections_accepted == 1 and svc.keeps_connections is True
+
+
+def test_a_passing_silence_does_not_make_a_known_instrument_one_query_per_connection(sim):
+    svc = make(sim.port, cmd_at_reconnect=None)
+    try:
+        assert svc.send_to_device(["VOLT?", "CURR?"]) == "0.0;0.1"
+        assert svc.keeps_connections is True
+        sim.set_fault("silent", 1)
+        assert svc.send_to_device("VOLT?") == "0.0"
+        assert svc.keeps_connections is True
+    finally:
+        svc._shutdown_socket()
+
+
+def test_a_new_address_forgets_what_was_learnt(guide_sim, sim):
+    svc = make(guide_sim.port, cmd_at_reconnect=None)
+    try:
+        svc.send_to_device("IDN?")
+        svc.send_to_device("OPT?")
+        assert svc.keeps_connections is False
+        svc.socket_info = ("127.0.0.1", sim.port)
+        assert svc.keeps_connections is None
+        assert svc.send_to_device("*IDN?") == sim.model.idn
+    finally:
+        svc._shutdown_socket()

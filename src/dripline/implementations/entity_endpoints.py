@@ -14,6 +14,11 @@ plugin's own transport). Gets are calibrated (``calibration`` of Entity).
 
 An operation the entity does not support is answered 306 (service_error_invalid_method); the
 reference names a return code that does not exist and so answers 300.
+
+Every entity here takes `resend_on_timeout` (``auto``, ``always`` or ``never``; default: the
+service's choice): whether a command of this entity that got no answer is sent again on a new
+connection (see `ethernet_scpi_service`). ``never`` suits a setting that must not be applied
+twice even though its command ends in a query; ``always`` a command that is safe to repeat.
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ from dripline.service.calibrate import _Evaluator, calibrate
 from dripline.service.entity import Entity
 from dripline.protocol.throw_reply import ThrowReply
 
-from .ethernet_scpi_service import SCPIConfigError
+from .ethernet_scpi_service import SCPIConfigError, resend_choice
 
 __all__ = ["FormatEntity", "SimpleSCPIEntity", "SimpleSCPIGetEntity", "SimpleSCPISetEntity"]
 
@@ -50,23 +55,50 @@ def _unsupported(entity: Entity, operation: str) -> ThrowReply:
     return ThrowReply(_INVALID_METHOD, f"endpoint {entity.name!r} does not support {operation}")
 
 
+def _entity_resend_choice(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        return resend_choice(value)
+    except SCPIConfigError as err:
+        raise SCPIConfigError(f"{where}: {err.message}") from None
+
+
+def _send(entity: Any, commands: list[str]) -> Any:
+    """The service's send_to_device, with the entity's resend choice when it has one.
+
+    The keyword is passed only when set, so services whose send_to_device takes no keywords (a
+    plugin's own transport) keep working with these entities.
+    """
+    if entity.resend_on_timeout is None:
+        return entity.service.send_to_device(commands)
+    return entity.service.send_to_device(commands, resend_on_timeout=entity.resend_on_timeout)
+
+
 class SimpleSCPIEntity(Entity):
     """A quantity with an SCPI header `base_str` (e.g. ``SOUR:VOLT``): get and set."""
 
-    def __init__(self, base_str: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, base_str: str | None = None, resend_on_timeout: str | None = None,
+                 **kwargs: Any) -> None:
+        where = f"{type(self).__name__} {kwargs.get('name', '')!r}"
         if not base_str or not isinstance(base_str, str):
-            raise SCPIConfigError(f"{type(self).__name__} {kwargs.get('name', '')!r}: base_str (the "
-                                  f"SCPI command header, e.g. 'SOUR:VOLT') is required")
+            raise SCPIConfigError(f"{where}: base_str (the SCPI command header, e.g. 'SOUR:VOLT') "
+                                  f"is required")
+        self._resend_on_timeout = _entity_resend_choice(resend_on_timeout, where)
         Entity.__init__(self, **kwargs)
         self.cmd_base = base_str
 
+    @property
+    def resend_on_timeout(self) -> str | None:
+        """auto, always, never, or None: the service's choice."""
+        return self._resend_on_timeout
+
     @calibrate()
     def on_get(self) -> Any:
-        return self.service.send_to_device([f"{self.cmd_base}?"])
+        return _send(self, [f"{self.cmd_base}?"])
 
     def on_set(self, value: Any) -> Any:
-        return self.service.send_to_device(
-            [f"{self.cmd_base} {_scpi_argument(value)};{self.cmd_base}?"])
+        return _send(self, [f"{self.cmd_base} {_scpi_argument(value)};{self.cmd_base}?"])
 
 
 class SimpleSCPIGetEntity(SimpleSCPIEntity):
@@ -83,7 +115,7 @@ class SimpleSCPISetEntity(SimpleSCPIEntity):
         raise _unsupported(self, "get")
 
     def on_set(self, value: Any) -> Any:
-        return self.service.send_to_device([f"{self.cmd_base} {_scpi_argument(value)};*OPC?"])
+        return _send(self, [f"{self.cmd_base} {_scpi_argument(value)};*OPC?"])
 
 
 class FormatEntity(Entity):
@@ -97,8 +129,10 @@ class FormatEntity(Entity):
 
     def __init__(self, get_str: str | None = None, set_str: str | None = None,
                  set_value_lowercase: bool = True, set_value_map: dict | str | None = None,
-                 extract_raw_regex: str | None = None, **kwargs: Any) -> None:
+                 extract_raw_regex: str | None = None, resend_on_timeout: str | None = None,
+                 **kwargs: Any) -> None:
         where = f"FormatEntity {kwargs.get('name', '')!r}"
+        self._resend_on_timeout = _entity_resend_choice(resend_on_timeout, where)
         for option, text in (("get_str", get_str), ("set_str", set_str)):
             if text is not None and not isinstance(text, str):
                 raise SCPIConfigError(f"{where}: {option} must be a string, got {text!r}")
@@ -137,11 +171,16 @@ class FormatEntity(Entity):
     def extract_raw_regex(self) -> str | None:
         return self._extract_raw_regex
 
+    @property
+    def resend_on_timeout(self) -> str | None:
+        """auto, always, never, or None: the service's choice."""
+        return self._resend_on_timeout
+
     @calibrate()
     def on_get(self) -> Any:
         if self._get_str is None:
             raise _unsupported(self, "get")
-        answer = self.service.send_to_device([self._get_str])
+        answer = _send(self, [self._get_str])
         if self._regex is None:
             return answer
         match = self._regex.search(answer)
@@ -164,7 +203,7 @@ class FormatEntity(Entity):
         except (IndexError, KeyError, ValueError, AttributeError) as err:
             raise ThrowReply(_INVALID_VALUE, f"set_str {self._set_str!r} cannot be formatted with "
                                              f"{mapped!r}: {type(err).__name__}: {err}") from None
-        return self.service.send_to_device([command])
+        return _send(self, [command])
 
     def _map(self, value: Any) -> Any:
         table = self._set_value_map

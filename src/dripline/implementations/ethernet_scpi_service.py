@@ -9,8 +9,10 @@ How failures are handled — a request never hangs and never stops the service:
 * One command at a time on the socket (a lock): requests are already serialised on the service's
   worker thread, but scheduled logging and asynchronous children may call in from elsewhere.
 * Reading an answer is bounded by `socket_timeout` (a deadline for the whole answer, not per
-  piece). No answer in time -> 202 (resource_error_no_response). The socket is then closed, so a
-  late answer can never be taken for the answer to the next command; the next request reconnects.
+  piece). No answer in time: the socket is closed, so a late answer can never be taken for the
+  answer to the next command. Whether the command is then sent again on a new connection is the
+  `resend_on_timeout` choice (below); if it is not, or the second try gets no answer either, the
+  request is answered 202 (resource_error_no_response).
 * A broken socket (connection reset or closed by the instrument, e.g. after it restarted) is
   noticed before sending (pending input is checked) or while reading; the service reconnects and
   sends the command once more. A second failure, or failing to connect at all, is 201
@@ -22,6 +24,35 @@ How failures are handled — a request never hangs and never stops the service:
 
 The service starts when the instrument is off (the reference refuses to): the first connection is
 tried in the constructor, a failure is logged, and each request tries again until it succeeds.
+
+Sending a command twice — `resend_on_timeout`
+---------------------------------------------
+A command that got no answer may or may not have been carried out. Sending it again is harmless
+for a query (``MEAS:VOLT?``) but not for a command that changes something (``OUTP ON``,
+``*TRG``, ``VOLT 5;VOLT?``): the instrument may have acted on it and only the answer was lost.
+The reference always reconnects and sends again after a timeout. Here it is a choice, made per
+service and overridable per entity (keyword `resend_on_timeout` on both):
+
+* ``auto`` (default): send again only a *query*, a command each of whose ``;``-separated parts has
+  a header ending in ``?``;
+* ``always``: send any command again (the reference's behaviour);
+* ``never``: never send again; a timeout is always 202.
+
+Instruments that answer one command per connection
+--------------------------------------------------
+Some instruments (the controls guide's toy SCPI device, some serial-to-ethernet adapters) answer
+one command on a TCP connection, then stop reading it without closing it and wait for a new
+connection. A second command on the old connection meets only silence. The service copes without
+ever sending a command twice:
+
+* until it has seen the instrument answer twice on one connection (the reconnect test counts), a
+  command that is not a query goes out on a new connection rather than on one that already
+  carried an answer;
+* a query that meets silence on a used connection is sent again on a new one (`resend_on_timeout`
+  permitting); when the instrument answers it at once there, as the first command on that
+  connection, the service concludes that the instrument serves one command per connection, logs
+  that once, and from then on opens a new connection for every command, so no request waits for
+  a timeout again. `keeps_connections` (None: not known yet) shows what was concluded.
 """
 from __future__ import annotations
 
@@ -38,7 +69,8 @@ from dripline.service.service import Service
 from dripline.protocol.throw_reply import ThrowReply
 from dripline.assembly.validation import checking_only
 
-__all__ = ["EthernetSCPIService", "SCPIConfigError"]
+__all__ = ["EthernetSCPIService", "RESEND_CHOICES", "SCPIConfigError", "is_query",
+           "resend_choice"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +82,7 @@ _RECV_SIZE = 4096
 # control characters (C0 but tab/LF/CR, DEL, C1) never appear in a text answer
 _GARBAGE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _DEFAULT_RECONNECT = ("*OPC?",)
+RESEND_CHOICES = ("auto", "always", "never")
 
 
 class SCPIConfigError(ConfigError, ValueError):
@@ -140,6 +173,43 @@ def _reconnect_commands(value: Any) -> list[str | None] | None:
     return list(value)
 
 
+def resend_choice(value: Any, option: str = "resend_on_timeout") -> str:
+    """One of RESEND_CHOICES; YAML booleans (``yes``/``no``) are taken as always/never."""
+    if isinstance(value, bool):
+        return "always" if value else "never"
+    text = str(value).strip().lower() if isinstance(value, str) else None
+    if text not in RESEND_CHOICES:
+        raise SCPIConfigError(f"{option} must be one of {', '.join(RESEND_CHOICES)} (auto: send "
+                              f"again after a timeout only queries, commands ending in '?'), got "
+                              f"{value!r}")
+    return text
+
+
+def _units(command: str) -> list[str]:
+    """The ``;``-separated program units of a command (``;`` inside double quotes is kept)."""
+    units, current, quoted = [], [], False
+    for char in command:
+        if char == '"':
+            quoted = not quoted
+        if char == ";" and not quoted:
+            units.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    units.append("".join(current))
+    return [unit.strip() for unit in units if unit.strip()]
+
+
+def is_query(command: str) -> bool:
+    """Whether every program unit of `command` is a query (its header ends with ``?``).
+
+    ``MEAS:VOLT?``, ``*IDN?;SYST:ERR?`` and ``MEAS:VOLT? (@1)`` are queries; ``VOLT 5;VOLT?`` is
+    not, since it also sets. Only queries are sent twice under ``resend_on_timeout: auto``.
+    """
+    units = _units(command)
+    return bool(units) and all(unit.split(None, 1)[0].endswith("?") for unit in units)
+
+
 def _positive_seconds(value: Any, option: str) -> float:
     try:
         seconds = float(value)
@@ -165,15 +235,17 @@ class EthernetSCPIService(Service):
     (``('localhost', 1234)``; a tuple/list, the string ``"('host', port)"`` or ``"host:port"``),
     `cmd_at_reconnect` (``['*OPC?']``; None sends nothing), `reconnect_test` (``'1'``; None
     accepts any answer), `command_terminator` (``''``), `response_terminator` (required),
-    `reply_echo_cmd` (False: the instrument echoes each command before answering); all other
-    keywords are Service keywords.
+    `reply_echo_cmd` (False: the instrument echoes each command before answering),
+    `resend_on_timeout` (``auto``; ``always`` or ``never``: whether a command that got no answer is
+    sent again on a new connection, see the module docstring); all other keywords are Service
+    keywords.
     """
 
     def __init__(self, socket_timeout: float = 1.0, socket_info: Any = ("localhost", 1234),
                  cmd_at_reconnect: Sequence[str | None] | None = _DEFAULT_RECONNECT,
                  reconnect_test: str | None = "1", command_terminator: str = "",
                  response_terminator: str | None = None, reply_echo_cmd: bool = False,
-                 **kwargs: Any) -> None:
+                 resend_on_timeout: str = "auto", **kwargs: Any) -> None:
         where = f"EthernetSCPIService {kwargs.get('name', '')!r}"
         try:
             self._socket_timeout = _positive_seconds(socket_timeout, "socket_timeout")
@@ -182,12 +254,20 @@ class EthernetSCPIService(Service):
             self._command_terminator = _terminator(command_terminator, "command_terminator", True)
             self._response_terminator = _terminator(response_terminator, "response_terminator",
                                                     False)
+            self._resend_on_timeout = resend_choice(resend_on_timeout)
         except SCPIConfigError as err:
             raise SCPIConfigError(f"{where}: {err.message}") from None
         self.reconnect_test = None if reconnect_test is None else str(reconnect_test)
         self.reply_echo_cmd = bool(reply_echo_cmd)
         self._socket: socket.socket | None = None
         self._rx = bytearray()  # bytes read past the end of the last answer
+        # answers received on the current connection (reconnect commands included), whether one
+        # of them answered a caller's command, and what was learnt about the instrument: True
+        # when it answered twice on one connection, False when it serves one command per
+        # connection, None while unknown
+        self._answers_here = 0
+        self._used = False
+        self._keeps_connections: bool | None = None
         self._lock = threading.Lock()
         self._closing = False
         Service.__init__(self, **kwargs)
@@ -218,7 +298,21 @@ class EthernetSCPIService(Service):
         info = _invalid_value(parse_socket_info, value)
         with self._lock:  # the next command connects to the new address
             self._socket_info = info
+            self._keeps_connections = None  # another instrument: nothing known about it
             self._close()
+
+    @property
+    def resend_on_timeout(self) -> str:
+        return self._resend_on_timeout
+
+    @resend_on_timeout.setter
+    def resend_on_timeout(self, value: Any) -> None:
+        self._resend_on_timeout = _invalid_value(resend_choice, value)
+
+    @property
+    def keeps_connections(self) -> bool | None:
+        """True: answers several commands per connection; False: one; None: not known yet."""
+        return self._keeps_connections
 
     @property
     def cmd_at_reconnect(self) -> list[str | None] | None:
@@ -250,11 +344,14 @@ class EthernetSCPIService(Service):
         return self._socket is not None
 
     # ---- public API ---------------------------------------------------------------------
-    def send_to_device(self, commands: str | Sequence[str], **kwargs: Any) -> str:
+    def send_to_device(self, commands: str | Sequence[str], resend_on_timeout: str | None = None,
+                       **kwargs: Any) -> str:
         """Send each command, read its answer; the answers joined with ``;``.
 
-        ThrowReply 201 when the instrument cannot be reached or the connection breaks twice,
-        202 when an answer does not arrive within `socket_timeout`.
+        `resend_on_timeout` (auto, always, never; None: the service's choice) decides whether a
+        command that got no answer is sent again on a new connection. ThrowReply 201 when the
+        instrument cannot be reached or the connection breaks twice, 202 when an answer does not
+        arrive within `socket_timeout` (and the command is not, or no longer, sent again).
         """
         if isinstance(commands, str):
             commands = [commands]
@@ -264,18 +361,24 @@ class EthernetSCPIService(Service):
         for command in commands:
             if not isinstance(command, str):
                 raise ThrowReply(_INVALID_VALUE, f"commands must be strings, got {command!r}")
+        policy = self._resend_on_timeout if resend_on_timeout is None else \
+            _invalid_value(resend_choice, resend_on_timeout)
         if kwargs:
             logger.debug("%s: send_to_device ignores %s", self.name, sorted(kwargs))
         with self._lock:
             answers = []
             retried = False
             for command in commands:
+                query = is_query(command)
+                resend = policy == "always" or (policy == "auto" and query)
+                timeouts = 0
+                silent_on_used = False
                 while True:
-                    if self._socket is None:
+                    if self._socket is None or self._needs_new_connection(query):
                         self._connect()
+                    on_used = self._used
                     try:
-                        answers.append(self._exchange(command))
-                        break
+                        answer = self._exchange(command)
                     except _Broken as err:
                         self._close()
                         if retried or self._closing:
@@ -284,10 +387,51 @@ class EthernetSCPIService(Service):
                         retried = True
                         logger.warning("%s: connection to %s broken (%s); reconnecting and sending "
                                        "%r again", self.name, self._where(), err, command)
+                        continue
                     except _NoAnswer as err:
                         self._close()  # a late answer must not be read as the next one
-                        raise ThrowReply(_NO_RESPONSE, f"{err} (command {command!r})") from None
+                        timeouts += 1
+                        if not resend or timeouts > 1 or self._closing:
+                            raise ThrowReply(_NO_RESPONSE, self._no_answer_text(
+                                err, command, policy, resend)) from None
+                        silent_on_used = on_used
+                        logger.warning("%s: no answer from %s to %r within %g s; reconnecting and "
+                                       "sending it again (resend_on_timeout: %s)", self.name,
+                                       self._where(), command, self._socket_timeout, policy)
+                        continue
+                    self._used = True
+                    if silent_on_used and self._answers_here == 1 \
+                            and self._keeps_connections is None:
+                        self._keeps_connections = False
+                        logger.warning("%s: the instrument at %s ignored a second command on a "
+                                       "connection and answered it at once on a new one: it "
+                                       "serves one command per connection, so every command now "
+                                       "gets a new connection", self.name, self._where())
+                    answers.append(answer)
+                    break
             return ";".join(answers)
+
+    def _needs_new_connection(self, query: bool) -> bool:
+        """Whether `command` must not go out on the current, already used, connection.
+
+        A used connection of an instrument known to serve one command per connection is never
+        reused; while that is not known, only a query (which may be sent again) goes out on it.
+        """
+        if not self._used:
+            return False
+        if self._keeps_connections is False:
+            return True
+        return self._keeps_connections is None and not query
+
+    def _no_answer_text(self, err: Exception, command: str, policy: str, resend: bool) -> str:
+        if resend:
+            why = "no answer after sending it again on a new connection either"
+        elif policy == "never":
+            why = "not sent again (resend_on_timeout: never)"
+        else:
+            why = ("not sent again: it is not a query and may have been carried out "
+                   "(resend_on_timeout: auto sends only queries again)")
+        return f"{err} (command {command!r}; {why})"
 
     def reconnect(self) -> bool:
         """Close the connection and connect again (runs cmd_at_reconnect); 201 on failure."""
@@ -330,6 +474,8 @@ class EthernetSCPIService(Service):
     def _close(self) -> None:
         sock, self._socket = self._socket, None
         self._rx.clear()
+        self._answers_here = 0
+        self._used = False
         if sock is not None:
             try:
                 sock.close()
@@ -352,8 +498,10 @@ class EthernetSCPIService(Service):
         except OSError:  # pragma: no cover - not every socket family has it
             pass
         self._socket = sock
+        # one connection per command is routine for some instruments: not worth an INFO line each
+        level = logging.DEBUG if self._keeps_connections is False else logging.INFO
         if not self.cmd_at_reconnect:
-            logger.info("%s: connected to %s", self.name, self._where())
+            logger.log(level, "%s: connected to %s", self.name, self._where())
             return
         last: str | None = None
         step = ""
@@ -377,7 +525,7 @@ class EthernetSCPIService(Service):
             self._close()
             raise ThrowReply(_CONNECTION_ERROR, f"Failed connection test with {self._where()}: "
                                                 f"expected {self.reconnect_test!r}, got {last!r}")
-        logger.info("%s: connected to %s", self.name, self._where())
+        logger.log(level, "%s: connected to %s", self.name, self._where())
 
     def _exchange(self, command: str) -> str:
         """Send one command and return its answer (terminator removed)."""
@@ -399,7 +547,12 @@ class EthernetSCPIService(Service):
             if blank:  # nothing was asked: whatever came is the answer (reference behaviour)
                 return err.partial.decode("utf-8", "replace")
             raise
-        return self._as_text(answer, command)
+        text = self._as_text(answer, command)
+        self._answers_here += 1
+        if self._answers_here >= 2 and self._keeps_connections is not True:
+            logger.debug("%s: the instrument answers several commands per connection", self.name)
+            self._keeps_connections = True
+        return text
 
     def _as_text(self, answer: bytes, command: str) -> str:
         """The answer as text; 202 for bytes that are not (line noise, a confused instrument).
