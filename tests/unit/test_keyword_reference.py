@@ -106,3 +106,28 @@ def test_unknown_name_is_refused_with_a_suggestion(capsys):
 def test_a_class_that_cannot_be_built_is_refused(capsys):
     assert serve.print_class_keywords("Interface") == 2
     assert "not a Service or Endpoint" in capsys.readouterr().err
+
+
+def test_a_keyword_named_in_passing_borrows_no_text():
+    class Probe(Entity):
+        """Reads a number back plus `offset`."""
+
+        def __init__(self, offset: float = 0.0, gain: float = 1.0, **kwargs):
+            Entity.__init__(self, **kwargs)
+
+    kws = {k.name: k for k in describe_class(Probe).keywords}
+    assert kws["offset"].doc == "" and kws["gain"].doc == ""
+
+
+def test_a_keyword_explained_in_parentheses_is_described():
+    class Probe(Entity):
+        """A probe.
+
+        Readings are scaled by `gain` (a plain factor, no unit) before calibration.
+        """
+
+        def __init__(self, gain: float = 1.0, **kwargs):
+            Entity.__init__(self, **kwargs)
+
+    kws = {k.name: k for k in describe_class(Probe).keywords}
+    assert kws["gain"].doc == "Readings are scaled by `gain` (a plain factor, no unit) before calibration"

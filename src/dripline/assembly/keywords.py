@@ -182,6 +182,7 @@ def _mention(name: str, accepted: set[str], klass: type, init: Any) -> str:
                         inspect.getdoc(module) if module else None) if d]
     clauses = [c for d in docs for c in _clauses(d)]
     subject = re.compile(r"^(?:``?\w+``?\s*(?:/|,|or|and)\s*)*``?" + re.escape(name) + r"``?(?!\w)")
+    described = re.compile(r"(?<![\w`])``?" + re.escape(name) + r"``?(?: \(|:\s|\)|;)")
     for text, _bullet in clauses:
         for piece in _pieces(text):
             if subject.match(piece):
@@ -191,7 +192,19 @@ def _mention(name: str, accepted: set[str], klass: type, init: Any) -> str:
                     return _short(piece)
                 if not said and piece != text:
                     return _short(text)
+    # "header `base_str` (e.g. ...)", "(``get_on_set``)": the keyword is being explained
+    for text, _bullet in clauses:
+        for piece in _pieces(text):
+            if described.search(piece) and len(_BACKTICKED.sub("", piece).split()) >= 3:
+                named = [m.group(1) for m in _BACKTICKED.finditer(piece) if m.group(1) in accepted]
+                if named and named[0] == name:
+                    return _short(piece)
+    # a clause that mentions only this keyword, outside the class's one-line summary (which
+    # names keywords in passing: "reads it back plus `offset`")
+    summary = _summary(klass)
     for text, bullet in clauses:
+        if text.rstrip(".") in summary:
+            continue
         named = [m.group(1) for m in _BACKTICKED.finditer(text) if m.group(1) in accepted]
         if (named and named[0] == name and (bullet or set(named) == {name})
                 and len(_BACKTICKED.sub("", text).split()) >= 3):
@@ -260,7 +273,8 @@ def _clauses(doc: str) -> list[tuple[str, bool]]:
 def _pieces(clause: str) -> list[str]:
     """A clause, and its items when it is a list of keywords ("Keywords: `a` (..), `b` (..)")."""
     body = re.sub(r"^[^`:]*:\s+(?=`)", "", clause)
-    return [clause, *_split_top(body, at_sentence=False)]
+    items = _split_top(body, at_sentence=False)
+    return items if len(items) > 1 else [clause]
 
 
 def _summary(cls: type) -> str:
