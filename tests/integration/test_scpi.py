@@ -17,6 +17,7 @@ from dripline.implementations.sim import SimulatedSCPIInstrument
 from dripline.testing import test_mesh, unique_name
 
 EXAMPLE = pathlib.Path(__file__).parents[2] / "examples" / "scpi" / "scpi_demo.yaml"
+GUIDE_EXAMPLE = EXAMPLE.with_name("guide-walkthrough.yaml")
 
 
 def free_port() -> int:
@@ -74,9 +75,10 @@ def code_of(call, *args, **kwargs) -> DriplineError:
 class SimProcess:
     """The simulator as a child process (always killed at the end)."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *options: str) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "dripline.implementations.sim",
-                                      "--port", str(port)], stdout=subprocess.PIPE, text=True)
+                                      "--port", str(port), *options], stdout=subprocess.PIPE,
+                                     text=True)
         with selectors.DefaultSelector() as sel:
             sel.register(self.proc.stdout, selectors.EVENT_READ)
             ready = sel.select(20)
@@ -153,18 +155,27 @@ def test_raw_commands_through_the_service(scpi, dl_interface, sim):
 
 # ---- faults -----------------------------------------------------------------------------------
 
-def test_an_answer_that_never_comes_is_202(scpi, dl_interface, sim):
+def test_an_answer_to_a_setting_that_never_comes_is_202(scpi, dl_interface, sim):
     _, n = scpi
-    sim.set_fault("silent", 1)
-    err = code_of(dl_interface.get, n["volt"], timeout_s=8)
-    assert err.return_code == 202 and "Timeout" in err.message
+    sim.set_fault("silent", 2)
+    err = code_of(dl_interface.set, n["volt"], 5, timeout_s=8)
+    assert err.return_code == 202 and "Timeout" in err.message and "not a query" in err.message
+    assert sim.fault == ("silent", 1)  # sent once, never again
+    sim.set_fault("none")
     assert dl_interface.get(n["volt"])["value_raw"] == "0.0"
+
+
+def test_a_query_without_answer_is_sent_again(scpi, dl_interface, sim):
+    _, n = scpi
+    assert dl_interface.get(n["volt"])["value_raw"] == "0.0"  # connected
+    sim.set_fault("silent", 1)
+    assert dl_interface.get(n["volt"], timeout_s=8)["value_raw"] == "0.0"
 
 
 def test_a_slow_instrument_is_202_and_then_fine(scpi, dl_interface, sim):
     _, n = scpi
     sim.delay = 3.0
-    assert code_of(dl_interface.get, n["curr"], timeout_s=8).return_code == 202
+    assert code_of(dl_interface.get, n["curr"], timeout_s=9).return_code == 202
     sim.delay = 0
     assert dl_interface.set(n["volt"], 1) == "1.0"
 
@@ -268,3 +279,64 @@ def test_the_example_configuration(dl_service, dl_interface, sim):
     assert dl_interface.set(names["voltage"], 2.5) == "2.5"
     assert dl_interface.set(names["output"], "on") == "1"
     assert dl_interface.get(names["current"]) == {"value_raw": "0.025", "value_cal": 25.0}
+
+
+# ---- the controls guide's walkthrough: one query per connection -------------------------------
+
+def guide_config(port: int) -> tuple[dict, dict]:
+    """The walkthrough's service file with unique names and the simulator's port."""
+    config = yaml.safe_load(GUIDE_EXAMPLE.read_text())
+    config["name"] = unique_name("my_device")
+    config["socket_info"] = f"('127.0.0.1',{port})"
+    config["heartbeat_interval_s"] = 0
+    names = {}
+    for ep in config["endpoints"]:
+        names[ep["name"]] = ep["name"] = unique_name(ep["name"])
+    return config, names
+
+
+def executed_lines(port: int) -> int:
+    """SIM:COUNt? on a connection of its own (the guide-like simulator answers one line each)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"SIM:COUNt?\n")
+        return int(sock.makefile("rb").readline())
+
+
+def test_the_guide_walkthrough_gets_and_sets(dl_service, dl_interface):
+    port = free_port()
+    device = SimProcess(port, "--profile", "guide", "--one-query-per-connection")
+    try:
+        config, n = guide_config(port)
+        service = dl_service(config)
+        idn = dl_interface.get(n["idn"])["value_raw"]
+        assert idn.startswith("dripline,SIM-SCPI")
+        assert dl_interface.set(n["voltage"], 5) == "5.0"
+        assert dl_interface.get(n["voltage"]) == {"value_raw": "5.0"}
+        assert dl_interface.get(service.name, specifier="keeps_connections") == {"values": [False]}
+        assert dl_interface.get(n["opt"]) == {"value_raw": "SIM-OPT-A,SIM-OPT-B"}
+        assert dl_interface.set(n["frequency"], 60) == "60.0"
+        assert dl_interface.get(n["frequency"]) == {"value_raw": "60.0"}
+        assert dl_interface.get(n["READ"]) == {"value_raw": "12.5"}
+        assert dl_interface.get(n["idn"])["value_raw"] == idn
+        # the device carried out each of the eight requests exactly once
+        assert executed_lines(port) == 8
+    finally:
+        device.kill()
+
+
+def test_the_guide_walkthrough_with_an_entity_that_never_resends(dl_service, dl_interface):
+    port = free_port()
+    device = SimProcess(port, "--profile", "guide", "--one-query-per-connection")
+    try:
+        config, n = guide_config(port)
+        for ep in config["endpoints"]:
+            if ep["name"] == n["voltage"]:
+                ep["resend_on_timeout"] = "never"
+        dl_service(config)
+        assert dl_interface.get(n["idn"])["value_raw"].startswith("dripline,SIM-SCPI")
+        err = code_of(dl_interface.get, n["voltage"])  # silence on the used connection, no resend
+        assert err.return_code == 202 and "resend_on_timeout: never" in err.message
+        assert dl_interface.get(n["voltage"]) == {"value_raw": "3.3"}  # a new connection
+        assert executed_lines(port) == 2
+    finally:
+        device.kill()

@@ -506,3 +506,11 @@ def test_a_new_address_forgets_what_was_learnt(guide_sim, sim):
         assert svc.send_to_device("*IDN?") == sim.model.idn
     finally:
         svc._shutdown_socket()
+
+
+def test_a_slow_instrument_stays_202_when_the_reconnect_test_is_slow_too(svc, sim):
+    sim.delay = 1.5
+    err = code_of(svc.send_to_device, "VOLT?")
+    assert err.return_code == 202 and "reconnecting to send it again failed" in err.message
+    sim.delay = 0
+    assert svc.send_to_device("VOLT?") == "0.0"

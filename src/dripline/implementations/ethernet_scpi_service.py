@@ -375,7 +375,17 @@ class EthernetSCPIService(Service):
                 silent_on_used = False
                 while True:
                     if self._socket is None or self._needs_new_connection(query):
-                        self._connect()
+                        try:
+                            self._connect()
+                        except ThrowReply as err:
+                            if not timeouts:
+                                raise
+                            # the instrument did not answer; that it then also failed the
+                            # reconnect test does not make it a connection problem
+                            raise ThrowReply(_NO_RESPONSE, f"no answer from {self._where()} to "
+                                             f"{command!r} within {self._socket_timeout:g} s, and "
+                                             f"reconnecting to send it again failed: "
+                                             f"{err.message}") from None
                     on_used = self._used
                     try:
                         answer = self._exchange(command)
