@@ -556,7 +556,8 @@ def test_redact_masks_known_secrets_and_url_passwords_in_text():
 
 
 def test_published_defaults_are_not_masked_in_text(monkeypatch):
-    monkeypatch.setattr(config, "_known_secrets", set())
+    from dripline.settings import secrets
+    monkeypatch.setattr(secrets, "_known_secrets", set())
     build_authentication(env={})
     assert redact("connecting as guest to postgres") == "connecting as guest to postgres"
 

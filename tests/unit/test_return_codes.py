@@ -13,9 +13,10 @@ from dripline.protocol.errors import ConfigError, DriplineError
 from dripline.protocol.return_codes import (
     DL_ClientErrorTimeout, DL_ServiceError, DL_ServiceErrorInvalidMethod, DL_Success,
     DL_UnhandledException, ReturnCode, add_return_code, check_and_add_return_code, code_value,
-    get_return_code_values, get_return_codes_dict, get_return_codes_map, load_return_codes,
+    get_return_code_values, get_return_codes_dict, get_return_codes_map,
     lookup_return_code,
 )
+from dripline.settings.mesh import load_return_codes
 
 # value, snake_case name, class name, description (reference §2.1, typed in independently)
 STANDARD = [

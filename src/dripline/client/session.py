@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 from dripline.protocol.errors import ConnectionError_, DecodeError, DriplineError, TimeoutError_, UnableToSendError
 from dripline.protocol.message import Message, MsgAlert, MsgReply, MsgRequest, decode
+from dripline.settings.auth import build_authentication
+from dripline.settings.mesh import load_return_codes, mesh_config
 from dripline.transport.receiver import ChunkReceiver
 
 __all__ = ["Core", "mesh_and_auth"]
@@ -23,14 +25,12 @@ logger = logging.getLogger(__name__)
 def mesh_and_auth(dripline_mesh: dict | None = None, auth: Any = None, username: Any = None,
                   password: Any = None) -> tuple[dict, Any]:
     """Resolve the mesh settings (defaults < ~/.dripline_mesh.yaml < given) and the credentials."""
-    from dripline.assembly import config
-    mesh = config.mesh_config(dripline_mesh)
+    mesh = mesh_config(dripline_mesh)
     if auth is None:
         user_kw = username if isinstance(username, str) or username is None else None
         pass_kw = password if isinstance(password, str) or password is None else None
-        auth = config.build_authentication(username=user_kw, password=pass_kw)
+        auth = build_authentication(username=user_kw, password=pass_kw)
     if mesh.get("return_codes") is not None:
-        from dripline.protocol.return_codes import load_return_codes
         load_return_codes(mesh["return_codes"])
     return mesh, auth
 

@@ -5,6 +5,7 @@ Decoders, clients and config loading raise only subclasses of :class:`DriplineEr
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["DriplineError", "DecodeError", "ConfigError", "ConnectionError_", "TimeoutError_",
@@ -62,3 +63,21 @@ class TimeoutError_(DriplineError):
 
     def __init__(self, message: str, return_code: int = 404, payload: Any = None):
         super().__init__(message, return_code, payload)
+
+
+# "did you mean"
+
+
+def suggest(key: str, valid: Iterable[str], n: int = 3) -> list[str]:
+    """The valid names closest to a misspelt `key` (difflib), best first."""
+    import difflib  # only when reporting an error: keeps command start-up short
+    return difflib.get_close_matches(key, list(valid), n=n, cutoff=0.6)
+
+
+def did_you_mean(key: str, valid: Iterable[str]) -> str:
+    """A message tail for an unknown key: '; did you mean ...?' or the list of valid names."""
+    valid = list(valid)
+    close = suggest(key, valid)
+    if close:
+        return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+    return "; valid keys are " + ", ".join(valid)

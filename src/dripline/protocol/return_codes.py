@@ -9,15 +9,14 @@ mesh adds from its configuration (``dripline_mesh.return_codes``).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Any
 
-from dripline.protocol.errors import ConfigError, DriplineError
+from dripline.protocol.errors import ConfigError, DriplineError, did_you_mean
 
 __all__ = [
     "ReturnCode", "add_return_code", "check_and_add_return_code", "get_return_code_values",
-    "get_return_codes_map", "get_return_codes_dict", "lookup_return_code", "load_return_codes",
+    "get_return_codes_map", "get_return_codes_dict", "lookup_return_code", "register_return_codes",
     "code_value", "SERVICE_ERROR_VALUE", "STANDARD_VALUES",
 ]  # the DL_* classes are appended below, where they are defined
 
@@ -253,24 +252,16 @@ def code_value(code: Any) -> int:
 _SPEC_KEYS = ("name", "value", "description")
 
 
-def load_return_codes(spec: Any, source: str | None = None) -> list[ReturnCode]:
-    """Register the custom codes of a ``dripline_mesh.return_codes`` value.
+def register_return_codes(spec: Any, source: str | None = None) -> list[ReturnCode]:
+    """Register custom codes given as a list of ``{name, value, description}`` mappings.
 
-    `spec` is a list of ``{name, value, description}`` mappings, or the path of a YAML/JSON file
-    whose top level is such a list. The whole spec is checked before anything is registered, so a
-    bad entry leaves the registry untouched. Loading a code that is already registered with the same
-    value and name is a no-op (configs are often processed more than once); the same value under a
-    different name is a ConfigError naming both. Returns the codes of the spec.
+    The whole spec is checked before anything is registered, so a bad entry leaves the registry
+    untouched. Loading a code that is already registered with the same value and name is a no-op
+    (configs are often processed more than once); the same value under a different name is a
+    ConfigError naming both. Returns the codes of the spec. Reading a codes *file* is the settings
+    layer's job (`dripline.settings.mesh.load_return_codes`): this module does no I/O.
     """
     where = source or "dripline_mesh.return_codes"
-    if isinstance(spec, (str, os.PathLike)):
-        from dripline.assembly.config import read_data_file  # lazy: most processes never load codes from a file
-
-        where = os.fspath(spec)
-        spec = read_data_file(spec)
-        if not isinstance(spec, list):
-            raise ConfigError(f"return code file {where} must contain a list of "
-                              f"{{name, value, description}} entries, not {type(spec).__name__}")
     if not isinstance(spec, list):
         raise ConfigError(f"{where} must be a list of {{name, value, description}} entries or the "
                           f"path of a YAML/JSON file, not {type(spec).__name__}")
@@ -297,8 +288,6 @@ def _code_from_entry(entry: Any, index: int, where: str) -> ReturnCode:
                           f"not {type(entry).__name__}")
     for key in entry:
         if key not in _SPEC_KEYS:
-            from dripline.assembly.config import did_you_mean
-
             raise ConfigError(f"{label} has an unknown key {key!r}{did_you_mean(str(key), _SPEC_KEYS)}")
     missing = [k for k in _SPEC_KEYS if k not in entry]
     if missing:

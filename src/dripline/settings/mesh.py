@@ -1,0 +1,181 @@
+"""The ``dripline_mesh`` block: defaults < ``~/.dripline_mesh.yaml`` < what the caller gives.
+
+Errors name the key, where it came from and the closest valid names, before anything connects.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dripline.protocol.errors import ConfigError, did_you_mean
+from dripline.protocol.return_codes import ReturnCode, register_return_codes
+from dripline.settings.files import load_config_file, read_data_file
+
+__all__ = ["MESH_DEFAULTS", "MESH_KEYS", "MESH_FILE_NAME", "DriplineConfig", "mesh_config", "parse_value",
+           "load_return_codes"]
+
+#: Hard-coded mesh defaults; ``make_connection`` and ``return_codes`` have no default (absent).
+MESH_DEFAULTS: dict[str, Any] = {
+    "broker": "localhost",
+    "broker_port": 5672,
+    "requests_exchange": "requests",
+    "alerts_exchange": "alerts",
+    "max_payload_size": 10000,
+    "heartbeat_routing_key": "heartbeat",
+    "max_connection_attempts": 10,
+}
+
+# Keys the reference's documentation lists under dripline_mesh although its code reads them at the
+# service level. We accept them so documented configs load; the service layer decides what to use.
+_TOLERATED_MESH_KEYS = ("loop_timeout_ms", "message_wait_ms", "heartbeat_interval_s")
+
+#: Every key accepted inside ``dripline_mesh``.
+MESH_KEYS: tuple[str, ...] = (*MESH_DEFAULTS, "make_connection", "return_codes",
+                              *_TOLERATED_MESH_KEYS)
+
+MESH_FILE_NAME = ".dripline_mesh.yaml"
+
+# expected type of each mesh key, for early and readable errors
+_MESH_TYPES: dict[str, str] = {
+    "broker": "str", "requests_exchange": "str", "alerts_exchange": "str",
+    "heartbeat_routing_key": "str",
+    "broker_port": "port", "max_payload_size": "positive", "max_connection_attempts": "count",
+    "make_connection": "bool", "return_codes": "codes",
+    "loop_timeout_ms": "number", "message_wait_ms": "number", "heartbeat_interval_s": "number",
+}
+
+
+def mesh_config(overrides: Mapping[str, Any] | None = None, home: str | os.PathLike | None = None,
+                source: str | None = None) -> dict[str, Any]:
+    """The effective ``dripline_mesh`` block: defaults < ``<home>/.dripline_mesh.yaml`` < overrides.
+
+    `home` defaults to the user's home directory (``$HOME``). `source` names where `overrides` came
+    from (e.g. the config file path) for error messages. Keys whose value is None (``broker:``
+    left empty, an unset CLI option) are treated as not given instead of wiping the default.
+    Unknown keys raise ConfigError naming the key, its source and the closest valid names.
+    """
+    result = dict(MESH_DEFAULTS)
+    mesh_file = _home_dir(home) / MESH_FILE_NAME
+    if mesh_file.is_file():
+        result.update(_check_mesh(load_config_file(mesh_file), str(mesh_file)))
+    if overrides is not None:
+        if not isinstance(overrides, Mapping):
+            raise ConfigError(f"dripline_mesh (from {source or 'the configuration'}) must be a "
+                              f"mapping, not {type(overrides).__name__}")
+        result.update(_check_mesh(overrides, source or "the given configuration"))
+    return result
+
+
+def _home_dir(home: str | os.PathLike | None) -> Path:
+    if home is not None:
+        return Path(home)
+    try:
+        return Path.home()
+    except RuntimeError:  # no HOME and no passwd entry (some containers): no mesh file then
+        return Path("/nonexistent")
+
+
+def DriplineConfig() -> dict[str, Any]:  # noqa: N802 - the reference's name
+    """The default mesh configuration (defaults + ``~/.dripline_mesh.yaml``) as a plain dict."""
+    return mesh_config()
+
+
+def _check_mesh(block: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Validated copy of `block` without its None values (None means "not given")."""
+    checked = {}
+    for key, value in block.items():
+        if key not in MESH_KEYS:
+            raise ConfigError(f"unknown dripline_mesh key {key!r} in {source}"
+                              f"{did_you_mean(str(key), MESH_KEYS)}")
+        if value is not None:
+            checked[key] = _coerce_mesh_value(key, value, source)
+    return checked
+
+
+def _coerce_mesh_value(key: str, value: Any, source: str) -> Any:
+    """Check a mesh value's type; numeric strings (e.g. from ENV{} substitution) become numbers."""
+    kind = _MESH_TYPES[key]
+    if kind == "str":
+        if isinstance(value, str) and value:
+            return value
+        expected = "a non-empty string"
+    elif kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value in ("true", "false"):
+            return value == "true"
+        expected = "true or false"
+    elif kind == "codes":
+        if isinstance(value, (list, str)):
+            return value
+        expected = "a list of {name, value, description} or a file path"
+    elif kind == "number":
+        number = _as_number(value, float)
+        if number is not None and number >= 0:
+            return number
+        expected = "a non-negative number"
+    else:
+        number = _as_number(value, int)
+        low, high, expected = {"port": (1, 65535, "a port number (1-65535)"),
+                               "positive": (1, None, "a positive integer"),
+                               "count": (0, None, "a non-negative integer")}[kind]
+        if number is not None and number >= low and (high is None or number <= high):
+            return number
+    raise ConfigError(f"dripline_mesh key {key!r} in {source} must be {expected}, "
+                      f"not {_describe(value)}")
+
+
+def _as_number(value: Any, kind: type) -> Any:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) or (kind is float and isinstance(value, float)):
+        return value
+    if isinstance(value, str):
+        parsed = parse_value(value)
+        if isinstance(parsed, int) or (kind is float and isinstance(parsed, float)):
+            return parsed
+    return None
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
+_INT_RE = re.compile(r"-?[0-9]+")
+_FLOAT_RE = re.compile(r"-?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+)(?:[eE][-+]?[0-9]+)?")
+
+
+def parse_value(text: str) -> Any:
+    """Type a command-line value: '' -> None, 'true'/'false' -> bool, integers -> int, decimals
+    and exponents -> float, anything else stays a string (also '12abc', which the reference
+    truncates to 12, and 'True', 'nan', 'inf')."""
+    if text == "":
+        return None
+    if text in ("true", "false"):
+        return text == "true"
+    if _INT_RE.fullmatch(text):
+        try:
+            return int(text)
+        except ValueError:  # beyond Python's int-from-str digit limit
+            return text
+    if _FLOAT_RE.fullmatch(text):
+        number = float(text)
+        if number not in (float("inf"), float("-inf")):
+            return number
+    return text
+
+
+def load_return_codes(spec: Any, source: str | None = None) -> list[ReturnCode]:
+    """Register the custom codes of a ``dripline_mesh.return_codes`` value: a list of
+    ``{name, value, description}`` mappings, or the path of a YAML/JSON file holding such a list."""
+    if isinstance(spec, (str, os.PathLike)):
+        source = os.fspath(spec)
+        spec = read_data_file(spec)
+        if not isinstance(spec, list):
+            raise ConfigError(f"return code file {source} must contain a list of "
+                              f"{{name, value, description}} entries, not {type(spec).__name__}")
+    return register_return_codes(spec, source)
