@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 def postgres_auth_spec() -> dict[str, dict[str, str]]:
     """The ``postgres`` group: username/password, defaults postgres/postgres, env POSTGRES_USER /
     POSTGRES_PASSWORD (reference §6.8)."""
-    from dripline.assembly.config import POSTGRES_AUTH_SPEC
+    from dripline.settings.auth import POSTGRES_AUTH_SPEC
     return copy.deepcopy(POSTGRES_AUTH_SPEC["postgres"])
 
 

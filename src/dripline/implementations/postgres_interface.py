@@ -197,7 +197,7 @@ def _split_server(server: str, where: str) -> tuple[str, int | None]:
 
 
 def _postgres_credentials(auth: Any) -> Any:
-    from dripline.assembly.config import POSTGRES_AUTH_SPEC, Authentication
+    from dripline.settings.auth import POSTGRES_AUTH_SPEC, Authentication
     if auth is not None and hasattr(auth, "has") and auth.has("postgres", "username"):
         return auth
     creds = Authentication()
