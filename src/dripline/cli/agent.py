@@ -3,7 +3,8 @@
 Command line as the reference's (reference §8.1):
     dl-agent [options] get|set|cmd|reply|alert ROUTING_KEY [values...] [key=value...]
 Exit status = return code // 100 (0 success or warning, 1 broker, 2 resource, 3 service,
-4 client: timeout / unroutable / bad lockout key, 9 unhandled exception).
+4 client: timeout / unroutable / bad lockout key, 9 unhandled exception); 130 after Ctrl-C
+(the reference exits 0 there); 2 for a command-line usage error (argparse).
 """
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import json
 import sys
 from typing import Any
 
-from .common import add_common_options, resolve, setup_logging
+from .common import add_common_options, name_program, resolve, setup_logging, write_stdout
 
 __all__ = ["main"]
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped with Ctrl-C
 
 # configuration keys that steer dl-agent itself and are not part of the payload (reference §8.1)
 NON_PAYLOAD_KEYS = {"dripline_mesh", "auth_file", "auth_groups", "timeout", "json_print",
@@ -75,14 +78,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_intermixed_args(argv)
-    setup_logging(args.verbose, args.quiet)
-    code = run(args)
+    try:
+        parser = build_parser()
+        args = parser.parse_intermixed_args(argv)
+        setup_logging(args.verbose, args.quiet)
+        name_program("dl-agent")
+        code = run(args)
+    except KeyboardInterrupt:
+        # one line and the shell's code for SIGINT: a script must not take Ctrl-C for success
+        print("dl-agent: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     sys.exit(min(code // 100, 255))
 
 
 def run(args: argparse.Namespace) -> int:
+    """Send what the command line asks for; the dripline return code (exit status = code // 100).
+
+    KeyboardInterrupt (Ctrl-C) propagates, after the connection was closed."""
     from dripline.protocol.errors import DriplineError
     try:
         res = resolve(args, list(args.words))
@@ -91,15 +103,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"dl-agent: {err.message}", file=sys.stderr)
         return err.return_code if err.return_code >= 100 else 400
     if args.dry_run_msg:
-        print(_render(message, args, dry=True))
+        write_stdout(_render(message, args, dry=True))
         return 3
     try:
-        return _send(args, res, message)
+        reply = _send(args, res, message)
     except DriplineError as err:
         print(f"dl-agent: {err.message}", file=sys.stderr)
         return err.return_code
-    except KeyboardInterrupt:
+    if reply is None:  # a reply or an alert was sent; nothing comes back
         return 0
+    if not args.suppress_output:
+        write_stdout(_render(reply, args))
+    _save(reply, res.config.get("save"))
+    return reply.return_code
 
 
 def build_message(args: argparse.Namespace, res: Any):
@@ -129,35 +145,59 @@ def build_message(args: argparse.Namespace, res: Any):
                            specifier=specifier or "")
 
 
-def _send(args: argparse.Namespace, res: Any, message: Any) -> int:
+def _send(args: argparse.Namespace, res: Any, message: Any) -> Any:
+    """Connect, send, and wait for the reply (None for a reply or alert); everything, the
+    connection included, within the timeout. Ctrl-C closes the connection, then raises
+    KeyboardInterrupt."""
     import asyncio
+    import signal
 
     from dripline.client.session import Core
 
     timeout = args.timeout if args.timeout is not None else res.config.get("timeout", 10)
+    timeout = float(timeout) if timeout else None  # 0: wait forever
 
-    async def go() -> int:
+    async def go() -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         core = Core(res.mesh, res.auth, connection_name="dripline:dl-agent")
-        await core.start()
         try:
+            await core.start(timeout)
             if not message.is_request():
                 core.send(message)
                 await asyncio.sleep(0)  # let the frame be written before closing
-                return 0
-            reply = await core.request(message, timeout or None)
+                return None
+            left = None if deadline is None else max(deadline - loop.time(), 0.001)
+            return await core.request(message, left)
         finally:
             await core.close()
-        if not args.suppress_output:
-            print(_render(reply, args))
-        _save(reply, res.config.get("save"))
-        return reply.return_code
 
     # the standard loop, not uvloop: one request gains nothing from uvloop, whose import alone
     # costs a few ms of this command's start-up
     loop = asyncio.new_event_loop()
+    task = loop.create_task(go())
+    interrupted = False
+
+    def on_sigint() -> None:
+        nonlocal interrupted
+        interrupted = True
+        task.cancel()  # the task's finally closes the connection
+
     try:
-        return loop.run_until_complete(go())
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
+        pass
+    try:
+        return loop.run_until_complete(task)
+    except asyncio.CancelledError:
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
     finally:
+        try:
+            loop.remove_signal_handler(signal.SIGINT)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
         loop.close()
 
 

@@ -13,7 +13,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["add_common_options", "resolve", "Resolved", "setup_logging", "version_string"]
+__all__ = ["add_common_options", "name_program", "resolve", "Resolved", "setup_logging",
+           "version_string", "write_stdout"]
 
 MESH_OPTIONS = {  # option dest -> dripline_mesh key
     "broker": "broker", "port": "broker_port", "requests_exchange": "requests_exchange",
@@ -32,8 +33,11 @@ def add_common_options(parser: argparse.ArgumentParser, prog: str) -> None:
     g = parser.add_argument_group("configuration")
     g.add_argument("-c", "--config", metavar="FILE", help="YAML or JSON configuration file")
     g.add_argument("--config-encoding", choices=["yaml", "json"], help="force the config file format")
-    g.add_argument("-v", "--verbose", action="count", default=0, help="more log output (repeatable)")
-    g.add_argument("-q", "--quiet", action="count", default=0, help="less log output (repeatable)")
+    g.add_argument("-v", "--verbose", action="count", default=0,
+                   help="more log output on stderr (repeatable; -vv adds the AMQP library's debug log)")
+    g.add_argument("-q", "--quiet", action="count", default=0,
+                   help="less log output on stderr (repeatable); results and the one-line error "
+                        "report are still printed")
     g.add_argument("-V", "--version", action="version", version=version_string(prog))
     a = parser.add_argument_group("authentication")
     a.add_argument("-u", "--username", help="broker user name (default guest, env DRIPLINE_USER)")
@@ -98,3 +102,34 @@ def setup_logging(verbose: int, quiet: int, default: int = logging.WARNING) -> N
     # dripline's own message already says what happened, so pika is heard only with -vv
     debug = verbose >= 2 and level <= logging.DEBUG
     logging.getLogger("pika").setLevel(logging.DEBUG if debug else logging.CRITICAL)
+
+
+def name_program(prog: str) -> None:
+    """Put this command into sender_info.exe (shown by a ping's reply and by dl-mon).
+
+    The console script's own path when that is what runs (as dl-cpp reports its binary), else the
+    command's name (`python -m dripline.cli.agent`), never the Python interpreter.
+    """
+    from dripline.protocol.message import set_program
+    script = sys.argv[0] if sys.argv else ""
+    if os.path.basename(script) == prog and os.path.isfile(script):
+        set_program(os.path.abspath(script))
+    else:
+        set_program(prog)
+
+
+def write_stdout(text: str) -> bool:
+    """Print `text` to stdout; False when the reader has gone (`dl-agent ... | head -1`).
+
+    A closed pipe is the reader saying it has seen enough, not an error: stdout is pointed at
+    /dev/null so that the interpreter's final flush raises nothing either.
+    """
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+        return True
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return False

@@ -15,12 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import uuid
 from typing import Any
 
-from .common import add_common_options, resolve, setup_logging
+from .common import add_common_options, name_program, resolve, setup_logging, write_stdout
 
 __all__ = ["main"]
 
@@ -44,7 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)
     setup_logging(args.verbose, args.quiet)
-    sys.exit(run(args))
+    name_program("dl-mon")
+    try:
+        code = run(args)
+    except KeyboardInterrupt:  # before the loop's own Ctrl-C handling is in place
+        code = 0
+    sys.exit(code)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,7 +103,9 @@ async def _monitor(args: argparse.Namespace, res: Any, request_keys: list, alert
 
     def show(msg: Any) -> None:
         nonlocal count
-        print(render(msg, args), flush=True)
+        if not write_stdout(render(msg, args)):  # `dl-mon ... | head`: the reader has gone
+            done.set()
+            return
         count += 1
         if args.max_messages and count >= args.max_messages:
             done.set()
@@ -108,7 +116,8 @@ async def _monitor(args: argparse.Namespace, res: Any, request_keys: list, alert
         try:
             msg = receiver.feed(routing_key, body, properties)
         except DecodeError as err:
-            print(f"undecodable message on {routing_key}: {err.message}", flush=True)
+            if not write_stdout(f"undecodable message on {routing_key}: {err.message}"):
+                done.set()
             return
         if msg is not None:
             show(msg)
@@ -132,6 +141,21 @@ def describe_keys(request_keys: list, alert_keys: list) -> str:
     return " and ".join(parts)
 
 
+def describe_sender(info: Any) -> str:
+    """Who sent a message: the service's name, or for a client (dl-agent, a script), whose sender
+    name is the protocol's placeholder "unknown", the program and user@host it ran as."""
+    if not isinstance(info, dict):
+        return "?"
+    name = info.get("service_name")
+    if isinstance(name, str) and name and name != "unknown":
+        return name
+    exe = info.get("exe")
+    program = os.path.basename(exe) if isinstance(exe, str) and exe else "unknown program"
+    user, host = info.get("username"), info.get("hostname")
+    where = f"{user}@{host}" if user and host else (user or host or "")
+    return f"{program} ({where})" if where else program
+
+
 def render(msg: Any, args: argparse.Namespace) -> str:
     if args.json_print:
         return json.dumps(msg.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
@@ -143,7 +167,7 @@ def render(msg: Any, args: argparse.Namespace) -> str:
         detail = f" {msg.message_operation.name}"
     elif msg.is_reply():
         detail = f" {msg.return_code}{' ' + msg.return_message if msg.return_message else ''}"
-    sender = (msg.sender_info or {}).get("service_name", "?")
+    sender = describe_sender(msg.sender_info)
     spec = f" [{msg.specifier}]" if msg.specifier else ""
     payload = json.dumps(msg.payload, sort_keys=True, default=str)
     return f"{msg.timestamp} {kind:7} {msg.routing_key}{spec}{detail} from {sender}: {payload}"

@@ -108,8 +108,10 @@ class Core:
         return self.auth.get("dripline", "username")
 
     # ---------------------------------------------------------------- lifecycle
-    async def start(self) -> None:
-        """Connect, declare both exchanges and the private reply queue."""
+    async def start(self, timeout_s: float | None = None) -> None:
+        """Connect, declare both exchanges and the private reply queue.
+
+        `timeout_s` bounds the connection attempts (None: max_connection_attempts rounds)."""
         self.loop = asyncio.get_running_loop()
         if not self.make_connection:
             logger.warning("make_connection is false: dry run, nothing is sent to a broker")
@@ -121,7 +123,7 @@ class Core:
                                      name=self._connection_name)
         self.connection.on_return = self._on_returned
         self.connection.on_lost.append(self._on_connection_lost)
-        await self.connection.connect()
+        await self.connection.connect(timeout_s)
         await self.connection.declare_exchange(self.requests_exchange)
         await self.connection.declare_exchange(self.alerts_exchange)
         self._reply_queue = await self.connection.declare_queue("")

@@ -58,6 +58,7 @@ from dripline.protocol.version import get_versions
 __all__ = [
     "op_t", "msg_t", "to_uint", "to_string", "to_op_t", "to_msg_t", "UInt32", "Properties",
     "WireMessage", "Message", "MsgRequest", "MsgReply", "MsgAlert", "default_sender_info",
+    "set_program",
     "decode", "Reassembler", "dumps_payload", "loads_payload", "JSON_ENCODING",
     "DEFAULT_MAX_PAYLOAD_SIZE", "NIL_UUID", "PayloadDict", "PayloadList",
 ]
@@ -258,13 +259,37 @@ class WireMessage:
 
 _host_facts: tuple[str, str, str] | None = None
 _sender_cache: dict[str, tuple[Any, dict[str, Any]]] = {}
+_program: str | None = None
+
+
+def set_program(program: str) -> None:
+    """Name the running program in `sender_info.exe` (a path, or a name such as "dl-agent").
+
+    dl-cpp reports its own binary there, and a ping's reply and dl-mon show it; for Python that
+    binary is the interpreter, which names nothing. The commands call this with their own path.
+    """
+    global _program, _host_facts
+    _program = program
+    _host_facts = None
+    _sender_cache.clear()
+
+
+def _program_path() -> str:
+    """The program to name: what set_program() said, else the script being run (a user's
+    `take_data.py`), else the interpreter (an interactive session, `python -c`)."""
+    if _program:
+        return _program
+    script = sys.argv[0] if sys.argv else ""
+    if script and script not in ("-c", "-m") and os.path.isfile(script):
+        return os.path.abspath(script)
+    try:
+        return os.readlink("/proc/self/exe")
+    except OSError:
+        return sys.executable or "unknown"
 
 
 def _collect_host_facts() -> tuple[str, str, str]:
-    try:
-        exe = os.readlink("/proc/self/exe")  # what dl-cpp reports: the running binary
-    except OSError:
-        exe = sys.executable or "unknown"
+    exe = _program_path()
     try:
         hostname = socket.gethostname()
     except OSError:

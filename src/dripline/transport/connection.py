@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import struct
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
@@ -284,19 +285,50 @@ class Connection:
     def is_open(self) -> bool:
         return self._ready.is_set()
 
-    async def connect(self) -> None:
-        """Open the connection, retrying with back-off up to max_connection_attempts."""
+    async def connect(self, timeout_s: float | None = None) -> None:
+        """Open the connection, retrying with back-off up to max_connection_attempts.
+
+        `timeout_s` bounds the whole attempt (a one-shot client such as dl-agent must give up
+        within its request timeout, not after ten back-off rounds). A broker host name that does
+        not resolve fails at once: retrying cannot fix a typo.
+        """
         self._loop = asyncio.get_running_loop()
         self._closing = False
-        await self._connect_with_retry(self.max_connection_attempts)
+        deadline = None if not timeout_s else self._loop.time() + timeout_s
+        await self._check_host_resolves(timeout_s)
+        await self._connect_with_retry(self.max_connection_attempts, deadline, timeout_s)
         self.connected_once = True
 
-    async def _connect_with_retry(self, attempts: int | None) -> None:
+    async def _check_host_resolves(self, timeout_s: float | None) -> None:
+        """ConnectionError_ at once for a host name that does not exist (EAI_NONAME); a temporary
+        resolver failure (EAI_AGAIN) is left to the retry loop."""
+        host = self.address.host
+        try:
+            await asyncio.wait_for(self._loop.getaddrinfo(host, self.address.port, type=socket.SOCK_STREAM),
+                                   timeout_s or None)
+        except socket.gaierror as err:
+            if err.errno in _UNKNOWN_HOST_ERRNOS:
+                raise ConnectionError_(
+                    f"cannot connect to the broker: the host name {host!r} does not resolve "
+                    f"({err.strerror}). Set the host with -b/--broker or `broker:` in dripline_mesh"
+                ) from None
+        except (asyncio.TimeoutError, OSError):
+            pass  # the connection attempts below report it
+
+    async def _connect_with_retry(self, attempts: int | None, deadline: float | None = None,
+                                  budget_s: float | None = None) -> None:
         n = 0
+        loop = asyncio.get_running_loop()
         while True:
             n += 1
             try:
-                await self._open_once()
+                if deadline is None:
+                    await self._open_once()
+                else:
+                    try:
+                        await asyncio.wait_for(self._open_once(), max(deadline - loop.time(), 0.001))
+                    except asyncio.TimeoutError:
+                        raise ConnectionError_("no answer in time") from None
                 if n > 1:
                     logger.info("connected to %s after %d attempts", self.address, n)
                 return
@@ -305,14 +337,19 @@ class Connection:
             except ConnectionError_ as err:
                 if self._closing:
                     raise
-                if attempts is not None and n >= attempts:
-                    raise ConnectionError_(
-                        f"cannot connect to the broker at {self.address} after {n} attempt(s): {err.message}. "
-                        "Is RabbitMQ running there? (set the host with -b/--broker, the port with -p/--port)"
-                    ) from None
                 delay = min(0.1 * 2 ** n, 5.0)
-                logger.warning("connection attempt %d%s to %s failed (%s); retrying in %.1f s",
-                               n, f"/{attempts}" if attempts else "", self.address, err.message, delay)
+                out_of_time = deadline is not None and loop.time() + delay >= deadline
+                if (attempts is not None and n >= attempts) or out_of_time:
+                    within = f" within {budget_s:g} s" if out_of_time and budget_s else ""
+                    raise ConnectionError_(
+                        f"cannot connect to the broker at {self.address} after {n} attempt(s){within}: "
+                        f"{err.message}. Is RabbitMQ running there? (set the host with -b/--broker, "
+                        "the port with -p/--port)"
+                    ) from None
+                # INFO, not WARNING: the final error says what happened; a one-shot command
+                # should print one line, not one per back-off round (-v shows them)
+                logger.info("connection attempt %d%s to %s failed (%s); retrying in %.1f s",
+                            n, f"/{attempts}" if attempts else "", self.address, err.message, delay)
                 await asyncio.sleep(delay)
 
     async def _open_once(self) -> None:
@@ -619,6 +656,11 @@ class Connection:
 
 
 # ---------------------------------------------------------------------------------------------
+# getaddrinfo errors that mean "this name does not exist" (not "the resolver is unreachable")
+_UNKNOWN_HOST_ERRNOS = frozenset(e for e in (getattr(socket, "EAI_NONAME", None),
+                                             getattr(socket, "EAI_NODATA", None)) if e is not None)
+
+
 class _HardConnectError(Exception):
     """Retrying will not help (wrong credentials, vhost missing)."""
 
