@@ -2,9 +2,11 @@
 
 Command line as the reference's (reference §8.1):
     dl-agent [options] get|set|cmd|reply|alert ROUTING_KEY [values...] [key=value...]
-Exit status = return code // 100 (0 success or warning, 1 broker, 2 resource, 3 service,
-4 client: timeout / unroutable / bad lockout key, 9 unhandled exception); 130 after Ctrl-C
-(the reference exits 0 there); 2 for a command-line usage error (argparse).
+Exit status: the reply's return code // 100 (0 success or warning, 2 resource, 3 service,
+9 unhandled exception in the handler); 1 when the broker cannot be reached within -t or refuses
+the credentials; 4 for a client-side failure (no reply within -t, nobody bound to the routing
+key, a bad lockout key or configuration, `set` without a value); 0 after `reply`, `alert` or
+--dry-run-msg; 130 after Ctrl-C (the reference exits 0 there); 2 for a command-line usage error.
 """
 from __future__ import annotations
 
