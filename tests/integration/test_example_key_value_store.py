@@ -5,6 +5,7 @@ example on the broker, so the served copy gets a unique suffix per run; everythi
 """
 from __future__ import annotations
 
+import json
 import pathlib
 import signal
 import subprocess
@@ -68,6 +69,9 @@ def test_serve_the_example(tmp_path, dl_interface):
         assert dl_interface.get(f"peaches_status{sfx}") == {"value_raw": "CLOSE", "value_cal": "on"}
         dl_interface.set(f"peaches_status{sfx}", "OPEN")
         assert dl_interface.get(f"peaches_status{sfx}")["value_cal"] == "off"
+        reply = json.loads(dl("agent", "get", f"chips{sfx}", "--json-print").stdout)
+        assert reply["sender_info"]["exe"] == "dl-serve"  # the program, not the interpreter
+        assert reply["sender_info"]["service_name"] == f"my_store{sfx}"
         dl_interface.set(f"peaches{sfx}", 2)
         assert dl_interface.get(f"peaches{sfx}") == {"value_raw": 2, "value_cal": 4}
     finally:

@@ -18,7 +18,7 @@ import os
 import sys
 from typing import Any
 
-from .common import add_common_options, resolve, setup_logging
+from .common import add_common_options, name_program, resolve, setup_logging
 
 __all__ = ["main"]
 
@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_intermixed_args(argv)
     setup_logging(args.verbose, args.quiet, default=logging.INFO)
+    name_program("dl-serve")
     sys.exit(run(args))
 
 
