@@ -56,6 +56,7 @@ from collections.abc import Mapping, MutableMapping, MutableSequence, Sequence
 from typing import TYPE_CHECKING, Any, Generator
 
 from dripline.protocol.throw_reply import ThrowReply
+from dripline.transport.ratelimit import LimitedLog
 
 if TYPE_CHECKING:
     from dripline.protocol.message import MsgReply, MsgRequest
@@ -63,6 +64,9 @@ if TYPE_CHECKING:
 __all__ = ["RequestHandler", "to_plain_data", "convert_result"]
 
 logger = logging.getLogger(__name__)
+# any mesh user can make a handler fail or a request be refused on every message: each exception
+# site (and each endpoint's refusal code) is logged in full once, then counted
+_log = LimitedLog(logger)
 
 # standard return codes used by the pipeline (fixed by the dripline standard, §2.1)
 _SUCCESS = 0
@@ -445,20 +449,20 @@ class RequestHandler:
             raise ThrowReply(_INVALID_METHOD, f"Unrecognized message operation: <{op_value}>")
         except ThrowReply as err:
             level = logging.INFO if err.return_code == _SUCCESS else logging.WARNING
-            logger.log(level, "%s: reply %s %r", self._handler_label(), err.return_code,
-                       err.return_message)
+            _log.log(level, (self._handler_label(), err.return_code), "%s: reply %s %r",
+                     self._handler_label(), err.return_code, err.return_message)
             return self._reply(request, err.return_code, err.return_message,
                                convert_result(err.return_payload, "ThrowReply payload"))
         except Exception as err:
-            logger.exception("%s: unhandled exception while handling a request (specifier %r)",
-                             self._handler_label(), str(getattr(request, "specifier", "")))
+            _log.exception("%s: unhandled exception while handling a request (specifier %r)",
+                           self._handler_label(), str(getattr(request, "specifier", ""))[:100])
             return self._reply(request, _UNHANDLED, f"{type(err).__name__}: {err}")
 
     def _reply(self, request: MsgRequest, code: int, message: str = "", payload: Any = None) -> MsgReply:
         try:
             return request.reply(code, message, payload)
         except Exception as err:  # the payload was refused by the codec: still answer
-            logger.exception("%s: could not build the reply", self._handler_label())
+            _log.exception("%s: could not build the reply", self._handler_label())
             return request.reply(_UNHANDLED, f"{type(err).__name__}: {err}", None)
 
     def _handler_label(self) -> str:
