@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from dripline.core import MsgRequest, calibrate, op_t
+from dripline.core import MsgRequest, ThrowReply, calibrate, op_t
 from dripline.implementations import KeyValueStore
 
 
@@ -104,11 +104,12 @@ def test_entity_options_are_accepted():
     assert get(kv, "max_absolute_change").payload == {"values": [0.5]}
 
 
-def test_calibration_error_becomes_304_reply():
-    kv = KeyValueStore(name="p", initial_value=1, calibration="undefined_fn({})")
-    reply = get(kv)
-    assert reply.return_code == 304
-    assert "undefined_fn" in reply.return_message
+def test_calibration_error_is_refused_when_built():
+    # a calibration that fails every get is refused at construction (issue 10 item 3)
+    with pytest.raises(ThrowReply) as info:
+        KeyValueStore(name="p", initial_value=1, calibration="undefined_fn({})")
+    assert info.value.return_code == 304
+    assert "undefined_fn" in info.value.return_message
 
 
 def test_private_value_not_reachable_remotely():

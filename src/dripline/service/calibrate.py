@@ -36,12 +36,14 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import string
 import threading
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from dripline.protocol.throw_reply import ThrowReply
 
-__all__ = ["calibrate"]
+__all__ = ["calibrate", "check_calibration"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,36 +103,98 @@ class _Evaluator:
             self._baseline = set(self._interp.symtable)
         return self._interp
 
-    def __call__(self, expression: str) -> Any:
+    def _run(self, expression: str) -> tuple[Any, type | None, str]:
+        """(result, None, "") or (None, exception type, error text); never raises."""
         with self._lock:
             interp = self._interpreter()
             try:
                 try:
                     result = interp.eval(expression, show_errors=False, raise_errors=False)
-                except OverflowError:
-                    raise ThrowReply(_BAD_PAYLOAD, f"overflow evaluating calibration {expression!r}")
                 except Exception as err:  # asteval normally records errors instead of raising
-                    raise ThrowReply(_INVALID_VALUE, f"calibration {expression!r} failed: "
-                                                     f"{type(err).__name__}: {err}") from None
+                    return None, type(err), f"{type(err).__name__}: {err}"
                 errors = list(interp.error or [])
-                if errors:
-                    first = errors[0]
-                    exc = getattr(first, "exc", None)
-                    try:
-                        name, text = first.get_error()
-                    except Exception:  # pragma: no cover - defensive against asteval changes
-                        name, text = getattr(exc, "__name__", "Error"), str(first)
-                    if isinstance(exc, type) and issubclass(exc, OverflowError):
-                        raise ThrowReply(_BAD_PAYLOAD,
-                                         f"overflow evaluating calibration {expression!r}")
-                    detail = text.strip().splitlines()[-1] if text.strip() else name
-                    raise ThrowReply(_INVALID_VALUE,
-                                     f"calibration {expression!r} failed: {detail}")
-                return _plain_number(result)
+                if not errors:
+                    return _plain_number(result), None, ""
+                first = errors[0]
+                exc = getattr(first, "exc", None)
+                try:
+                    name, text = first.get_error()
+                except Exception:  # pragma: no cover - defensive against asteval changes
+                    name, text = getattr(exc, "__name__", "Error"), str(first)
+                detail = text.strip().splitlines()[-1] if text.strip() else name
+                return None, exc if isinstance(exc, type) else Exception, detail
             finally:
                 for leftover in set(interp.symtable) - self._baseline:
                     del interp.symtable[leftover]
                 interp.error = []
+
+    def __call__(self, expression: str) -> Any:
+        result, exc, detail = self._run(expression)
+        if exc is None:
+            return result
+        if issubclass(exc, OverflowError):
+            raise ThrowReply(_BAD_PAYLOAD, f"overflow evaluating calibration {expression!r}")
+        raise ThrowReply(_INVALID_VALUE, f"calibration {expression!r} failed: {detail}")
+
+    def check(self, calibration: Any) -> None:
+        """ValueError when `calibration` cannot work for any reading (see check_calibration)."""
+        if calibration is None or isinstance(calibration, Mapping):
+            return
+        if not isinstance(calibration, str):
+            raise ValueError(f"must be a format template such as '2*{{}}' or a dict from raw to "
+                             f"calibrated values, not {type(calibration).__name__}")
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(calibration) if f is not None]
+        except ValueError as err:
+            raise ValueError(f"is not a valid template ({err}; write a literal brace as {{{{ "
+                             f"or }}}})") from None
+        for field in fields:
+            if field.split(".")[0].split("[")[0] not in ("", "0"):
+                raise ValueError(f"uses the field {{{field}}}, which is never given: the raw "
+                                 f"value is {{}}")
+        failures: list[tuple[type, str]] = []
+        for probe in _PROBES:
+            try:
+                expression = calibration.format(probe)
+            except (IndexError, KeyError, ValueError, TypeError, AttributeError) as err:
+                failures.append((type(err), f"{type(err).__name__}: {err}"))
+                continue
+            _, exc, detail = self._run(expression)
+            if exc is None:
+                return
+            if issubclass(exc, (SyntaxError, NameError)):  # the same whatever the reading
+                raise ValueError(f"cannot be evaluated: {detail}")
+            failures.append((exc, detail))
+        if failures and all(issubclass(exc, ArithmeticError) for exc, _ in failures):
+            raise ValueError(f"fails for every reading tried: {failures[0][1]}")
+
+
+#: raw values a calibration is tried with when it is checked (it must work for at least one;
+#: a template meant for text readings is not refused for failing on numbers, only for a syntax
+#: error, an unknown name or an arithmetic error on every probe)
+_PROBES = (2, 1.5, 1)
+
+_default_evaluator: _Evaluator | None = None
+
+
+def check_calibration(calibration: Any, getter: Any = None) -> None:
+    """Refuse (ValueError naming the problem) a calibration that cannot work.
+
+    Why at construction: a calibration that cannot be evaluated fails every get, and the
+    reference only finds out then. Checked here: the type (a template string, a dict or None), the
+    template's fields, and the expression, evaluated with a few probe readings by the same
+    interpreter (and calibration functions) the decorated `getter` uses: a syntax error or an
+    unknown name is refused, and so is an arithmetic error (``1/0*{}``) for every probe. A
+    template that works for some probe is accepted; one meant for text readings may fail on
+    numbers without being refused.
+    """
+    global _default_evaluator
+    evaluator = getattr(getter, "_dl_evaluator", None)
+    if not isinstance(evaluator, _Evaluator):
+        if _default_evaluator is None:
+            _default_evaluator = _Evaluator({})
+        evaluator = _default_evaluator
+    evaluator.check(calibration)
 
 
 def _apply_calibration(endpoint: Any, very_raw: Any, evaluate: _Evaluator) -> Any:
@@ -194,12 +258,14 @@ def calibrate(cal_functions: Any = None) -> Any:
             async def async_wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
                 return _apply_calibration(self, await getter(self, *args, **kwargs), evaluate)
             async_wrapper.calibrated = True  # type: ignore[attr-defined]
+            async_wrapper._dl_evaluator = evaluate  # type: ignore[attr-defined]
             return async_wrapper
 
         @functools.wraps(getter)
         def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
             return _apply_calibration(self, getter(self, *args, **kwargs), evaluate)
         wrapper.calibrated = True  # type: ignore[attr-defined]
+        wrapper._dl_evaluator = evaluate  # type: ignore[attr-defined]
         return wrapper
 
     return decorator

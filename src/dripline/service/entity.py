@@ -39,9 +39,9 @@ from datetime import datetime, timedelta, timezone
 from numbers import Real
 from typing import Any
 
-from dripline.service.endpoint import Endpoint
-from dripline.service.dispatch import convert_result
 from dripline.protocol.throw_reply import ThrowReply
+from dripline.service.calibrate import check_calibration
+from dripline.service.endpoint import Endpoint
 
 __all__ = ["Entity", "should_log"]
 
@@ -112,7 +112,21 @@ def should_log(last_value: Any, seconds_since_last: float | None, value: Any, *,
 
 
 class Entity(Endpoint):
-    """An endpoint whose value can be logged as alerts and calibrated (see module docstring)."""
+    """An endpoint whose value can be logged as alerts and calibrated (see module docstring).
+
+    Requests may read and set its options (``set peaches -s log_interval 10``; each is
+    validated as the constructor validates it), read ``is_logging``, and call
+    ``start_logging``, ``stop_logging`` and ``scheduled_log``. A ``calibration`` is checked when
+    the entity is built and when it is set: one that cannot work (a syntax error, an unknown
+    name, a division by zero for every reading) is refused with 304 naming the error, and a
+    refused set keeps the old one.
+    """
+
+    #: the options and logging controls requests may reach (framework names are otherwise not)
+    __dripline_expose__ = ("get_on_set", "log_on_set", "log_routing_key_prefix", "log_interval",
+                           "max_interval", "max_absolute_change", "max_fractional_change",
+                           "check_field", "calibration", "is_logging", "start_logging",
+                           "stop_logging", "scheduled_log")
 
     def __init__(self, get_on_set: bool = False, log_on_set: bool = False,
                  log_routing_key_prefix: str = "sensor_value", log_interval: Any = 0,
@@ -128,7 +142,7 @@ class Entity(Endpoint):
         self._max_absolute_change = _non_negative(max_absolute_change, "max_absolute_change")
         self._max_fractional_change = _non_negative(max_fractional_change, "max_fractional_change")
         self._check_field = str(check_field)
-        self._calibration = calibration
+        self._calibration = self._checked_calibration(calibration)
         self._log_action_id: int | None = None
         self._last_log_time: datetime | None = None  # UTC wall clock, for humans
         self._last_log_monotonic: float | None = None  # for elapsed-time decisions
@@ -214,7 +228,18 @@ class Entity(Endpoint):
 
     @calibration.setter
     def calibration(self, value: Any) -> None:
-        self._calibration = value
+        self._calibration = self._checked_calibration(value)
+
+    def _checked_calibration(self, value: Any) -> Any:
+        """`value` once it is known to work with this entity's calibrated getter (else 304)."""
+        if isinstance(value, dict):
+            value = dict(value)  # a request's payload view: keep a plain dict
+        try:
+            check_calibration(value, inspect.getattr_static(type(self), "on_get", None))
+        except ValueError as err:
+            raise ThrowReply(_INVALID_VALUE, f"endpoint {self.name}: calibration {value!r:.200} "
+                                             f"{err}") from None
+        return value
 
     @property
     def is_logging(self) -> bool:
@@ -306,7 +331,7 @@ class Entity(Endpoint):
         self._last_log_time = datetime.now(timezone.utc)
         self._last_log_monotonic = time.monotonic()
         routing_key = f"{self._log_routing_key_prefix}.{self.name}"
-        self.service.send_alert(routing_key, convert_result(value, f"{self.name} logged value"))
+        self.service.send_alert(routing_key, value)
 
     def _seconds_since_last_log(self) -> float | None:
         if self._last_log_monotonic is None:
