@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dripline.core import DriplineError, Endpoint, MsgReply, MsgRequest, ThrowReply, op_t
-from dripline.service.dispatch import convert_result, to_plain_data
+from dripline.protocol.message import dumps_payload, loads_payload
 
 SENDER = {"exe": "/usr/local/bin/dl-agent", "hostname": "host", "username": "me",
           "service_name": "dl-agent", "versions": {}}
@@ -64,6 +64,7 @@ class Device(Endpoint):
         self.items = [10, 20, 30]
         self._private = "no"
         self.calls = []
+        self.anything = None
 
     @property
     def read_only(self):
@@ -175,19 +176,20 @@ def test_default_on_get_names_the_subclass():
     assert reply.return_message == "Thermometer does not implement on_get"
 
 
-def test_get_bad_specifier_is_310():
+def test_get_bad_specifier_is_310_and_names_what_is_gettable():
     reply = get(Device(), "no_such_thing")
     assert reply.return_code == 310
-    assert reply.return_message == ("endpoint an_endpoint has no attribute no_such_thing, "
-                                    "unable to get")
+    assert reply.return_message.startswith("endpoint an_endpoint has no attribute no_such_thing, "
+                                           "unable to get; gettable: ")
+    assert "read_only" in reply.return_message and "value" in reply.return_message
 
 
-def test_get_property_and_method_values():
+def test_get_property_value_and_method_refused():
     ep = Device()
     assert get(ep, "read_only").payload == {"values": [42]}
-    # a bound method is not data: it is sent as its str (reference behaviour)
-    payload = get(ep, "a_method").payload
-    assert isinstance(payload["values"][0], str) and "a_method" in payload["values"][0]
+    # a method is a command, not data (the reference sent its str)
+    reply = get(ep, "a_method")
+    assert reply.return_code == 310 and "use cmd" in reply.return_message
 
 
 def test_reference_do_get_request_raises_throwreply():
@@ -248,15 +250,16 @@ def test_set_bad_specifier_is_310():
     ep = Device()
     reply = set_(ep, "nope", [1])
     assert reply.return_code == 310
-    assert reply.return_message == "endpoint an_endpoint has no attribute nope, unable to set"
+    assert reply.return_message.startswith("endpoint an_endpoint has no attribute nope, unable "
+                                           "to set; settable: ")
     assert not hasattr(ep, "nope")
 
 
 def test_set_never_overwrites_a_method():
     ep = Device()
     reply = set_(ep, "a_method", [1])
-    assert reply.return_code == 304
-    assert "a_method" in reply.return_message
+    assert reply.return_code == 310
+    assert "a_method" in reply.return_message and "command" in reply.return_message
     assert ep.a_method(1, 2) == 3
 
 
@@ -267,10 +270,26 @@ def test_set_read_only_property_is_310():
     assert ep.read_only == 42
 
 
-def test_set_accepts_any_json_value():
+def test_set_accepts_any_json_value_for_an_attribute_holding_none():
     ep = Device()
-    assert set_(ep, "value", [{"a": [1, 2]}]).return_code == 0
-    assert ep.value == {"a": [1, 2]}
+    assert set_(ep, "anything", [{"a": [1, 2]}]).return_code == 0
+    assert ep.anything == {"a": [1, 2]} and type(ep.anything) is dict
+
+
+@pytest.mark.parametrize("spec, value", [("value", "text"), ("value", True), ("value", [1]),
+                                         ("table", 5), ("items", {"a": 1}), ("value", None),
+                                         ("table.nested.b", "x")])
+def test_set_keeps_the_kind_of_a_plain_attribute(spec, value):
+    ep = Device()
+    reply = set_(ep, spec, [value])
+    assert reply.return_code == 304, reply.return_message
+    assert ep.value == 3 and ep.table == {"a": 1, "nested": {"b": 2}} and ep.items == [10, 20, 30]
+
+
+def test_set_a_number_attribute_with_int_or_float():
+    ep = Device()
+    assert set_(ep, "value", [2.5]).return_code == 0 and ep.value == 2.5
+    assert set_(ep, "value", [7]).return_code == 0 and ep.value == 7
 
 
 def test_reference_do_set_request():
@@ -353,12 +372,26 @@ def test_cmd_result_conversion():
     assert cmd(ep, "returns_tuple", {}).payload == [1, "two", [3.0]]
 
 
-def test_cmd_non_json_result_is_sent_as_str_with_warning(caplog):
-    with caplog.at_level(logging.WARNING, logger="dripline.service.dispatch"):
+def test_cmd_non_json_result_is_sent_as_str_by_the_codec(caplog):
+    with caplog.at_level(logging.WARNING):
         reply = cmd(Device(), "returns_object", {})
     assert reply.return_code == 0
     assert isinstance(reply.payload, str) and reply.payload.startswith("<object object")
-    assert "not plain data" in caplog.text
+    assert "cannot be represented in JSON" in caplog.text
+
+
+def test_datetime_result_replies_json_with_iso_time():
+    """One conversion policy (the codec's): the datetime is ISO text inside a JSON object."""
+    import datetime
+
+    class Clock(Endpoint):
+        def on_get(self):
+            return {"now": datetime.datetime(2024, 5, 6, 7, 8, 9, tzinfo=datetime.timezone.utc),
+                    "n": (1, 2)}
+    reply = get(Clock("clock"))
+    assert reply.return_code == 0
+    assert reply.payload == {"now": "2024-05-06T07:08:09+00:00", "n": [1, 2]}
+    assert loads_payload(reply.encode()[0].body) == reply.payload
 
 
 def test_reference_do_cmd_request():
@@ -554,31 +587,37 @@ def test_lock_state_is_per_endpoint():
 # ---------------------------------------------------------------------------------------------
 # beyond the reference: dotted specifiers and private names
 
-def test_dotted_specifier_get_set_cmd():
+def test_dotted_specifier_descends_into_plain_data():
     ep = Device()
-    assert get(ep, "config.max_rate").payload == {"values": [5]}
     assert get(ep, "table.nested.b").payload == {"values": [2]}
     assert get(ep, "items.1").payload == {"values": [20]}
-    assert set_(ep, "config.max_rate", [8]).return_code == 0
-    assert ep.config.max_rate == 8
+    assert get(ep, "items.-1").payload == {"values": [30]}
     assert set_(ep, "table.nested.b", [3]).return_code == 0
     assert ep.table["nested"]["b"] == 3
     assert set_(ep, "items.0", [11]).return_code == 0
     assert ep.items == [11, 20, 30]
+
+
+def test_dotted_specifier_never_descends_into_an_object():
+    ep = Device()
+    reply = get(ep, "config.max_rate")
+    assert reply.return_code == 310 and "not available through requests" in reply.return_message
+    assert set_(ep, "config.max_rate", [8]).return_code == 310
+    assert ep.config.max_rate == 5
     reply = cmd(ep, "config.reset", {"to": 1})
-    assert (reply.return_code, reply.payload) == (0, "reset")
-    assert ep.config.max_rate == 1
+    assert reply.return_code == 306 and "commands: a_method" in reply.return_message
+    assert ep.config.max_rate == 5
 
 
 def test_dotted_specifier_missing_parts():
     ep = Device()
-    assert get(ep, "config.nope").return_code == 310
     assert get(ep, "table.zzz").return_code == 310
     assert get(ep, "items.7").return_code == 310
+    assert get(ep, "value.x").return_code == 310
     assert set_(ep, "table.new_key", [1]).return_code == 310
     assert "new_key" not in ep.table
-    assert set_(ep, "config.nope", [1]).return_code == 310
-    assert cmd(ep, "config.nope", {}).return_code == 306
+    assert set_(ep, "items.9", [1]).return_code == 310
+    assert cmd(ep, "a_method.x", {}).return_code == 306
 
 
 @pytest.mark.parametrize("spec", ["_private", "config._secret", "__class__", "__dict__",
@@ -730,15 +769,17 @@ def test_submit_request_message_sends_through_attached_service():
 # ---------------------------------------------------------------------------------------------
 # result conversion
 
-def test_to_plain_data_and_convert_result():
-    assert to_plain_data({"a": (1, 2), 3: None, True: 1.5}) == {"a": [1, 2], "3": None, "true": 1.5}
-    with pytest.raises(TypeError):
-        to_plain_data({"a": {1, 2}})
-    assert convert_result({"a": {1}}) == str({"a": {1}})
+def test_results_are_converted_by_the_codec():
+    ep = Device()
+    assert cmd(ep, "returns_tuple", {}).payload == [1, "two", [3.0]]
+    ep.value = 2 ** 70  # beyond 64 bits: the codec's exact fallback
+    assert get(ep, "value").payload == {"values": [2 ** 70]}
+    assert loads_payload(dumps_payload({"a": (1, 2), 3: None})) == {"a": [1, 2], "3": None}
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children,
                                                                       max_size=4),
     max_leaves=20)
@@ -748,8 +789,8 @@ json_values = st.recursive(
 @given(json_values)
 def test_any_json_value_round_trips_through_set_and_get(value):
     ep = Device()
-    assert set_(ep, "value", [value]).return_code == 0
-    assert get(ep, "value").payload == {"values": [value]}
+    assert set_(ep, "anything", [value]).return_code == 0
+    assert get(ep, "anything").payload == {"values": [value]}
 
 
 def test_scarab_param_results_are_converted():

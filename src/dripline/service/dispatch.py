@@ -8,10 +8,10 @@ The pipeline follows the reference implementation (dripline-python 5.1 on dripli
 
 1. invalid message -> 302; unparsable lockout key -> 308;
 2. built-in instructions, chosen by the *first* specifier token: get ``is-locked``, cmd ``lock``,
-   ``unlock``, ``ping``, ``set_condition``;
+   ``unlock``, ``ping``, ``set_condition``, ``describe``;
 3. lockout: set and (non built-in) cmd are refused with 307 while locked with another key;
-4. dispatch: get -> `on_get()` or an attribute, set -> `on_set(value)` or an attribute,
-   cmd -> the method named by the specifier;
+4. dispatch: get -> `on_get()` or a setting, set -> `on_set(value)` or a setting,
+   cmd -> a command; what a specifier may name is the endpoint's `RequestSurface` (surface.py);
 5. outcome: success -> code 0 and an empty message; `ThrowReply` -> its code, message, payload;
    any other exception -> 999 ``"<ExcType>: <message>"``.
 
@@ -19,19 +19,25 @@ Where we go beyond (or fix) the reference, on purpose:
 
 * An exception in user code is answered with 999 and nothing else happens: the reference re-raises
   it and shuts the whole service down.
-* Dotted specifiers resolve attribute paths: ``config.max_rate`` reads ``self.config.max_rate``;
-  mappings are indexed by key and lists by integer position along the way. (The reference looks
-  up the whole dotted string as one attribute name, which never exists.) This holds for get, set
-  and cmd alike.
-* A specifier token starting with ``_`` is refused (310 for get/set, 306 for cmd): private state
-  and dunder machinery are not part of an endpoint's remote interface.
-* set with a specifier never replaces a method or other callable (304), and an attribute whose
-  assignment fails with AttributeError (read-only property) is 310 instead of 999.
+* A specifier reaches only what the endpoint's request surface lists (its own commands and
+  plain-data settings, see surface.py); the reference calls ``getattr`` with whatever a request
+  names, which reaches the service, its connection and its lifecycle. Dotted specifiers descend
+  into the dict keys and list indices of a setting (``table.nested.b``, ``items.1``), never into
+  another object. Refusals are 310 (get/set) or 306 (cmd) and name what is allowed.
+* set with a specifier writes a setting of the endpoint itself: a property through its setter
+  (a ValueError or TypeError it raises is 304), a plain attribute only with a value of its kind
+  (304 otherwise); a read-only setting, a command or a name out of reach is 310.
+* set without specifier checks the endpoint's declared limits (``min``/``max``/``allowed``) on
+  the value as sent, before ``on_set`` runs (304).
+* cmd ``describe`` answers what the endpoint is and offers (describe.py), for user interfaces.
 * cmd checks the call against the method's signature before calling it: only a mismatch is 304;
   a TypeError raised *inside* the method is an ordinary unhandled exception (999). A specifier
   naming something that is not callable is 306. A null cmd payload means "no arguments".
 * set with a missing or empty ``values`` list is 303 (the reference crashes on an empty list);
   ``values[0]`` may be any JSON value, not only a scalar.
+* Results (and ThrowReply payloads) reach the reply through one converter, the codec's: a
+  datetime in a result is sent as ISO text inside the JSON, not the whole result as a Python
+  repr (the reference's ``to_param`` failure path).
 * `set_condition` is an ordinary method a Python subclass may override (the reference's C++ hook
   is unreachable from Python); the default still answers 0 "No action taken ...".
 * Exceptions are recognised by type, so a subclass of `ThrowReply` keeps its code (the reference
@@ -52,16 +58,19 @@ import inspect
 import logging
 import uuid
 import weakref
-from collections.abc import Mapping, MutableMapping, MutableSequence, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Generator
 
+from dripline.protocol.message import dumps_payload, loads_payload
 from dripline.protocol.throw_reply import ThrowReply
+from dripline.service.describe import describe
+from dripline.service.surface import RequestSurface
 from dripline.transport.ratelimit import LimitedLog
 
 if TYPE_CHECKING:
     from dripline.protocol.message import MsgReply, MsgRequest
 
-__all__ = ["RequestHandler", "to_plain_data", "convert_result"]
+__all__ = ["RequestHandler"]
 
 logger = logging.getLogger(__name__)
 # any mesh user can make a handler fail or a request be refused on every message: each exception
@@ -91,61 +100,23 @@ _Pipeline = Generator[Any, Any, Any]
 
 
 # ---------------------------------------------------------------------------------------------
-# result conversion
+# result conversion: the codec's, and only the codec's
 
-def to_plain_data(obj: Any) -> Any:
-    """Return `obj` as JSON-able plain Python data, or raise TypeError.
+_SCALAR_TYPES = (type(None), bool, int, str)
 
-    Accepted: None, bool, int, float, str, mappings with str (or number) keys, lists and tuples,
-    numpy scalars/arrays (via ``.item()`` / ``.tolist()``) and scarab ``Param`` objects
-    (via ``.to_python()``), recursively.
+
+def _wire(value: Any) -> Any:
+    """`value` as the codec will put it on the wire: JSON data (datetimes in ISO form, numpy as
+    numbers, scarab Params as their data, what JSON cannot hold as its str, value by value).
+
+    One conversion policy: the codec's encoder decides, and its output is parsed back, so a
+    handler's result is detached from the endpoint's state before the reply leaves the worker
+    thread (the reply is encoded later, on the event loop) and in-memory callers see exactly
+    what a client will receive.
     """
-    if obj is None:
-        return None
-    if isinstance(obj, bool):
-        return bool(obj)
-    if isinstance(obj, str):
-        return str(obj)
-    if isinstance(obj, int):
-        return int(obj)
-    if isinstance(obj, float):
-        return float(obj)
-    if isinstance(obj, Mapping):
-        out = {}
-        for key, value in obj.items():
-            if isinstance(key, bool) or key is None:
-                key = {True: "true", False: "false", None: "null"}[key]
-            elif isinstance(key, (int, float)):
-                key = str(key)
-            elif not isinstance(key, str):
-                raise TypeError(f"mapping key {key!r} cannot be represented in JSON")
-            out[str(key)] = to_plain_data(value)
-        return out
-    if isinstance(obj, (list, tuple)):
-        return [to_plain_data(item) for item in obj]
-    module = type(obj).__module__ or ""
-    if module.startswith("numpy"):
-        if hasattr(obj, "tolist"):
-            return to_plain_data(obj.tolist())
-    if module.startswith("scarab") or module.startswith("_dripline"):
-        to_python = getattr(obj, "to_python", None)
-        if callable(to_python):
-            return to_plain_data(to_python())
-    raise TypeError(f"{type(obj).__name__} value cannot be represented in JSON")
-
-
-def convert_result(obj: Any, what: str = "result") -> Any:
-    """Plain-data form of a handler result; falls back to ``str(obj)`` with a warning.
-
-    The fallback is the reference behaviour (its ``to_param`` failure path): a client still gets
-    something readable rather than an error for, e.g., a datetime or a bound method.
-    """
-    try:
-        return to_plain_data(obj)
-    except (TypeError, ValueError, RecursionError) as err:
-        logger.warning("%s of type %s is not plain data (%s); sending its str() instead",
-                       what, type(obj).__name__, err)
-        return str(obj)
+    if type(value) in _SCALAR_TYPES:
+        return value
+    return loads_payload(dumps_payload(value))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,27 +148,6 @@ def _is_truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("true", "yes", "on", "1")
     return bool(value)
-
-
-class _Missing(LookupError):
-    """A specifier path step that does not exist (message is the human text)."""
-
-
-def _step(obj: Any, token: str) -> Any:
-    """One step of a dotted specifier: mapping key, list index or attribute."""
-    if isinstance(obj, Mapping):
-        if token in obj:
-            return obj[token]
-        raise _Missing(f"key {token!r} not found")
-    if isinstance(obj, Sequence) and not isinstance(obj, (str, bytes)) and _is_index(token):
-        try:
-            return obj[int(token)]
-        except IndexError:
-            raise _Missing(f"index {token} out of range") from None
-    try:
-        return getattr(obj, token)
-    except AttributeError as err:
-        raise _Missing(str(err) or f"no attribute {token!r}") from None
 
 
 def _is_coroutine_callable(obj: Any) -> bool:
@@ -232,10 +182,6 @@ def _is_user_coroutine(obj: Any) -> bool:
 _CLASS_ASYNC_CACHE: "weakref.WeakKeyDictionary[type, bool]" = weakref.WeakKeyDictionary()
 
 
-def _is_index(token: str) -> bool:
-    return token.isdigit() or (token.startswith("-") and token[1:].isdigit())
-
-
 # ---------------------------------------------------------------------------------------------
 
 class RequestHandler:
@@ -246,6 +192,8 @@ class RequestHandler:
     """
 
     name: str = ""
+    #: the name routes requests to this handler: a request cannot change it
+    __dripline_readonly__: tuple[str, ...] = ("name",)
     _lockout_key: uuid.UUID = _NIL_UUID  # nil = unlocked
     _lockout_tag: Any = None  # sender_info of the locker
 
@@ -359,7 +307,7 @@ class RequestHandler:
             return None
         if op_value == _OP_GET and first == "is-locked":
             return None
-        if op_value == _OP_CMD and first in ("lock", "unlock", "ping"):
+        if op_value == _OP_CMD and first in ("lock", "unlock", "ping", "describe"):
             return None
         if op_value == _OP_CMD and first == "set_condition":
             return self.set_condition
@@ -370,12 +318,12 @@ class RequestHandler:
             return self.on_get if not tokens else None
         if op_value == _OP_SET:
             return self.on_set if not tokens else None
-        if not tokens or any(t.startswith("_") for t in tokens):
+        if not tokens:
             return None
-        obj: Any = self
-        for token in tokens:
-            obj = _step(obj, token)
-        return obj if callable(obj) else None
+        try:
+            return RequestSurface.of(self).command(self, tokens)
+        except ThrowReply:
+            return None
 
     # ---- drivers ----------------------------------------------------------------------------
 
@@ -441,6 +389,8 @@ class RequestHandler:
                     if isinstance(request.sender_info, Mapping):
                         exe = request.sender_info.get("exe", "")
                     return self._reply(request, _SUCCESS, f"Hello, {exe}")
+                if first == "describe":
+                    return self._reply(request, _SUCCESS, "", describe(self))
                 if first == "set_condition":
                     return (yield from self._call_method(request, "set_condition",
                                                          self.set_condition))
@@ -451,8 +401,7 @@ class RequestHandler:
             level = logging.INFO if err.return_code == _SUCCESS else logging.WARNING
             _log.log(level, (self._handler_label(), err.return_code), "%s: reply %s %r",
                      self._handler_label(), err.return_code, err.return_message)
-            return self._reply(request, err.return_code, err.return_message,
-                               convert_result(err.return_payload, "ThrowReply payload"))
+            return self._reply(request, err.return_code, err.return_message, err.return_payload)
         except Exception as err:
             _log.exception("%s: unhandled exception while handling a request (specifier %r)",
                            self._handler_label(), str(getattr(request, "specifier", ""))[:100])
@@ -460,7 +409,7 @@ class RequestHandler:
 
     def _reply(self, request: MsgRequest, code: int, message: str = "", payload: Any = None) -> MsgReply:
         try:
-            return request.reply(code, message, payload)
+            return request.reply(code, message, _wire(payload))
         except Exception as err:  # the payload was refused by the codec: still answer
             _log.exception("%s: could not build the reply", self._handler_label())
             return request.reply(_UNHANDLED, f"{type(err).__name__}: {err}", None)
@@ -478,7 +427,7 @@ class RequestHandler:
     def _is_locked_reply(self, request: MsgRequest) -> MsgReply:
         payload: dict[str, Any] = {"is_locked": self.is_locked}
         if self.is_locked:
-            payload["tag"] = convert_result(self._lockout_tag, "lock tag")
+            payload["tag"] = self._lockout_tag
         return self._reply(request, _SUCCESS, "Checked lock status", payload)
 
     def _lock(self, request: MsgRequest) -> MsgReply:
@@ -507,6 +456,11 @@ class RequestHandler:
 
     # ---- get / set / cmd -------------------------------------------------------------------
 
+    @property
+    def request_surface(self) -> RequestSurface:
+        """The table of what requests may reach on this handler (built once per class)."""
+        return RequestSurface.of(self)
+
     def _get_path(self, request: MsgRequest, allow_override: bool = True) -> _Pipeline:
         override = self._overridden("do_get_request") if allow_override else None
         if override is not None:
@@ -516,11 +470,9 @@ class RequestHandler:
             result = self.on_get()
             if inspect.isawaitable(result):
                 result = yield result
-            return self._reply(request, _SUCCESS, "", convert_result(result, "on_get result"))
-        spec = ".".join(tokens)
-        value = self._resolve(tokens, spec, "get", _INVALID_SPECIFIER)
-        return self._reply(request, _SUCCESS, "",
-                           {"values": [convert_result(value, f"attribute {spec!r}")]})
+            return self._reply(request, _SUCCESS, "", result)
+        value = RequestSurface.of(self).get(self, tokens)
+        return self._reply(request, _SUCCESS, "", {"values": [value]})
 
     def _set_path(self, request: MsgRequest, allow_override: bool = True) -> _Pipeline:
         override = self._overridden("do_set_request") if allow_override else None
@@ -537,17 +489,19 @@ class RequestHandler:
         value = values[0]
         tokens = _tokens(request)
         if not tokens:
+            self._check_set_limits(value)
             result = self.on_set(value)
             if inspect.isawaitable(result):
                 result = yield result
-            return self._reply(request, _SUCCESS, "", convert_result(result, "on_set result"))
-        spec = ".".join(tokens)
-        parent = self._resolve(tokens[:-1], spec, "set", _INVALID_SPECIFIER) if len(tokens) > 1 \
-            else self
-        last = tokens[-1]
-        self._refuse_private([last], spec, "set", _INVALID_SPECIFIER)
-        self._assign(parent, last, value, spec)
+            return self._reply(request, _SUCCESS, "", result)
+        RequestSurface.of(self).set(self, tokens, value)
         return self._reply(request, _SUCCESS, "", None)
+
+    def _check_set_limits(self, value: Any) -> None:
+        """Hook run before ``on_set``: ThrowReply 304 for a value outside declared limits.
+
+        Nothing is declared here; `Endpoint` checks its ``min``/``max``/``allowed``.
+        """
 
     def _cmd_path(self, request: MsgRequest, allow_override: bool = True) -> _Pipeline:
         override = self._overridden("do_cmd_request") if allow_override else None
@@ -556,20 +510,8 @@ class RequestHandler:
         tokens = _tokens(request)
         if not tokens:
             raise ThrowReply(_INVALID_METHOD, "No specifier was provided for an OP_CMD request")
-        spec = ".".join(tokens)
-        self._refuse_private(tokens, spec, "call", _INVALID_METHOD)
-        obj: Any = self
-        for token in tokens:
-            try:
-                obj = _step(obj, token)
-            except _Missing as err:
-                raise ThrowReply(_INVALID_METHOD,
-                                 f"error getting command's corresponding method: {err}") from None
-        if not callable(obj):
-            raise ThrowReply(_INVALID_METHOD,
-                             f"{spec!r} of endpoint {self.name} is not a method and cannot be "
-                             f"called")
-        return (yield from self._call_method(request, spec, obj))
+        method = RequestSurface.of(self).command(self, tokens)
+        return (yield from self._call_method(request, ".".join(tokens), method))
 
     def _call_method(self, request: MsgRequest, spec: str, method: Any) -> _Pipeline:
         payload = request.payload
@@ -601,76 +543,15 @@ class RequestHandler:
                 raise ThrowReply(_INVALID_VALUE, self._type_error_text(spec, err)) from None
         if inspect.isawaitable(result):
             result = yield result
-        return self._reply(request, _SUCCESS, "", convert_result(result, f"{spec} result"))
+        return self._reply(request, _SUCCESS, "", result)
 
     def _type_error_text(self, spec: str, err: TypeError) -> str:
         return (f"A TypeError occurred while calling the requested method for endpoint "
                 f"{self.name}: {spec}. Values provided may be invalid.\nOriginal error: {err}")
 
-    # ---- specifier resolution ---------------------------------------------------------------
-
-    #: public names a request may not reach (a Service lists its lifecycle methods here, so that
-    #: `cmd my_service -s run` cannot block or stop it)
+    #: public names a request may not reach, kept for code written against the earlier deny-list
+    #: (`RequestSurface` honours it like ``__dripline_hide__``)
     request_denylist: frozenset[str] = frozenset()
-
-    def _refuse_private(self, tokens: list[str], spec: str, verb: str, code: int) -> None:
-        for i, token in enumerate(tokens):
-            private = token.startswith("_")
-            if private or (i == 0 and token in self.request_denylist):
-                if not private:  # lifecycle/plumbing: public in Python, not reachable from the mesh
-                    raise ThrowReply(code, f"endpoint {self.name}: {spec!r} is not available "
-                                           f"through requests (unable to {verb})")
-                if code == _INVALID_METHOD:
-                    raise ThrowReply(code, f"endpoint {self.name} refuses to {verb} private name "
-                                           f"{spec!r}")
-                raise ThrowReply(code, f"endpoint {self.name} has no public attribute {spec}, "
-                                       f"unable to {verb}")
-
-    def _resolve(self, tokens: list[str], spec: str, verb: str, code: int) -> Any:
-        self._refuse_private(tokens, spec, verb, code)
-        obj: Any = self
-        for token in tokens:
-            try:
-                obj = _step(obj, token)
-            except _Missing:
-                raise ThrowReply(code, f"endpoint {self.name} has no attribute {spec}, unable to "
-                                       f"{verb}") from None
-        return obj
-
-    def _assign(self, parent: Any, last: str, value: Any, spec: str) -> None:
-        missing = ThrowReply(_INVALID_SPECIFIER,
-                             f"endpoint {self.name} has no attribute {spec}, unable to set")
-        if isinstance(parent, MutableMapping):
-            if last not in parent:
-                raise missing
-            if callable(parent[last]):
-                raise self._no_overwrite(spec)
-            parent[last] = value
-            return
-        if isinstance(parent, MutableSequence) and _is_index(last):
-            try:
-                current = parent[int(last)]
-            except IndexError:
-                raise missing from None
-            if callable(current):
-                raise self._no_overwrite(spec)
-            parent[int(last)] = value
-            return
-        try:
-            current = getattr(parent, last)
-        except AttributeError:
-            raise missing from None
-        if callable(current):
-            raise self._no_overwrite(spec)
-        try:
-            setattr(parent, last, value)
-        except AttributeError as err:
-            raise ThrowReply(_INVALID_SPECIFIER, f"endpoint {self.name}: attribute {spec} cannot "
-                                                 f"be set ({err})") from None
-
-    def _no_overwrite(self, spec: str) -> ThrowReply:
-        return ThrowReply(_INVALID_VALUE, f"endpoint {self.name}: {spec} is a method (callable) "
-                                          f"and cannot be replaced by a set")
 
     # ---- reference-API overrides ----------------------------------------------------------
 
@@ -687,5 +568,5 @@ class RequestHandler:
             reply = yield reply
         if reply is None or not hasattr(reply, "return_code"):
             # an override that returns data rather than a MsgReply: wrap it
-            return self._reply(request, _SUCCESS, "", convert_result(reply, "handler result"))
+            return self._reply(request, _SUCCESS, "", reply)
         return reply
