@@ -276,6 +276,10 @@ class Service(Endpoint, RequestSender):
         "add_endpoints_from_config", "schedule", "unschedule", "bind_key", "bind_keys", "endpoint",
         "core", "loop", "started", "on_request_message", "on_request_message_async",
         "on_alert_message", "on_reply_message", "submit_request_message"})
+    #: read by requests, never written by them: the service applied them when it started
+    __dripline_readonly__ = ("id", "broadcast_key", "loop_timeout_ms", "message_wait_ms",
+                             "heartbeat_interval_s", "enable_scheduling", "timeout_s",
+                             "confirm_retcodes", "sender_info")
 
     def __init__(self, name: str, make_connection: bool = True, endpoints: list | None = None,
                  add_endpoints_now: bool = True, enable_scheduling: bool = False,
