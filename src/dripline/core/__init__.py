@@ -32,6 +32,8 @@ _EXPORTS: dict[str, str] = {
     "Service": "service", "Entity": "entity", "calibrate": "calibrate",
     "AlertConsumer": "alert_consumer", "ObjectCreator": "object_creator",
     "create_object": "object_creator", "Scheduler": "scheduler",
+    # what requests may reach (decorators for authors, the table dispatch uses)
+    "expose": "surface", "hide": "surface", "RequestSurface": "surface",
 }
 
 
