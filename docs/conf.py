@@ -35,6 +35,7 @@ release = version = _version()
 extensions = [
     "myst_parser",
     "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
     "dripline_docs",
 ]
 
@@ -50,13 +51,17 @@ myst_heading_anchors = 3
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
-autodoc_default_options = {"members": True, "show-inheritance": True}
+autodoc_typehints_description_target = "documented"
+autodoc_default_options = {"show-inheritance": True}
 
 html_theme = "alabaster"
 html_title = f"dripline for Python {release}"
 html_theme_options = {
     "description": "pure-Python, wire-compatible slow controls on RabbitMQ",
     "fixed_sidebar": False,
+    "page_width": "1180px",
+    "sidebar_width": "230px",
+    "show_powered_by": False,
     "show_relbars": True,
 }
 html_static_path: list[str] = []
