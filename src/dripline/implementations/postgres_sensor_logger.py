@@ -39,6 +39,11 @@ service's worker thread:
 * `database_url` selects another database, e.g. ``sqlite:///sensor_data.db`` (no server needed);
   `setup_sql` (statements separated by ';') is run once at start, e.g. to create the table.
 * `get` on the logger returns its counters (stored, skipped, dropped, waiting, database state).
+* Stopping is bounded by `stop_timeout_s` (default 10 s): the queued rows are written for at most
+  that long; a database that does not answer by then (a hung server, a network that swallows
+  packets) has its connection aborted, and the logger stops at most about a second later. Start,
+  end, duration and what was left unstored are logged; rows left are lost, unless `durable_queue`
+  is on, in which case they wait in the broker.
 * Without configuration, `alert_keys` is ``["sensor_value.#"]`` and `alert_key_parser_re` extracts
   ``sensor_name`` from the second token.
 
@@ -52,6 +57,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
+import socket
 import threading
 import time
 from datetime import datetime, timezone
@@ -73,6 +80,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_ALERT_KEYS = ["sensor_value.#"]
 DEFAULT_PARSER_RE = r"sensor_value\.(?P<sensor_name>[^.]+)"
 _WARN_EVERY_S = 30.0
+# after stop_timeout_s: how long the writer may take to notice its aborted connection
+_ABORT_GRACE_S = 1.0
 
 
 class _Row:
@@ -129,6 +138,7 @@ class PostgresSensorLogger(AlertConsumer, PostgreSQLInterface):
         self._stop_deadline: float | None = None
         self._writer: threading.Thread | None = None
         self._db_conn: Any = None
+        self._conn_lock = threading.Lock()  # the stop path aborts the writer's connection
         self._setup_done = False
         self._in_flight = 0
         self._tls = threading.local()
@@ -256,18 +266,42 @@ class PostgresSensorLogger(AlertConsumer, PostgreSQLInterface):
         self._writer.start()
 
     def stop_writer(self, timeout_s: float | None = None) -> int:
-        """Write what is queued (for at most `timeout_s`), stop the writer; returns rows left."""
-        timeout_s = self.stop_timeout_s if timeout_s is None else timeout_s
+        """Write what is queued (for at most `timeout_s`), stop the writer; returns rows left.
+
+        Bounded even when the database hangs mid-statement: after `timeout_s` the connection is
+        aborted under the writer (its socket shut down, so the blocked call fails at once) and
+        the writer gets `_ABORT_GRACE_S` more to notice. A writer still busy after that (only
+        possible while it opens a connection, bounded by the driver's connect timeout) is left
+        to finish on its own; it stores nothing more.
+        """
+        timeout_s = self.stop_timeout_s if timeout_s is None else max(0.0, float(timeout_s))
         writer = self._writer
-        self._stop_deadline = time.monotonic() + timeout_s
+        started = time.monotonic()
+        self._stop_deadline = started + timeout_s
+        waiting = len(self._buffer) + self._in_flight
+        if writer is not None and writer.is_alive():
+            logger.info("%s: stopping; writing the %d queued alerts for at most %g s "
+                        "(stop_timeout_s)", self.name, waiting, timeout_s)
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
         self._wake.set()
+        aborted = False
         if writer is not None:
-            writer.join(timeout_s + 5)
-        self._close_db_connection()
+            writer.join(timeout_s)
+            if writer.is_alive():
+                logger.warning("%s: the database did not finish within stop_timeout_s (%g s); "
+                               "aborting its connection", self.name, timeout_s)
+                aborted = self._abort_db_connection()
+                writer.join(_ABORT_GRACE_S)
+        if writer is None or not writer.is_alive():
+            self._close_db_connection(invalidate=aborted)
+        else:
+            logger.error("%s: the database writer is still waiting for the database (connecting); "
+                         "stopping without it", self.name)
         left = len(self._buffer) + self._in_flight
+        if writer is not None:
+            logger.info("%s: writer stopped after %.1f s", self.name, time.monotonic() - started)
         if left:
             if self.durable_queue:
                 logger.warning("%s: %d alerts not stored before stopping; they stay in the durable "
@@ -395,7 +429,8 @@ class PostgresSensorLogger(AlertConsumer, PostgreSQLInterface):
         return self._db_conn
 
     def _close_db_connection(self, invalidate: bool = False) -> None:
-        conn, self._db_conn = self._db_conn, None
+        with self._conn_lock:
+            conn, self._db_conn = self._db_conn, None
         if conn is None:
             return
         try:
@@ -404,6 +439,35 @@ class PostgresSensorLogger(AlertConsumer, PostgreSQLInterface):
             conn.close()
         except Exception:  # the connection is already broken; nothing to clean up
             pass
+
+    def _abort_db_connection(self) -> bool:
+        """Shut down the socket of the writer's connection, from another thread.
+
+        Closing the connection itself is not safe while the writer is inside a driver call (it
+        would wait for the driver's lock, or free what the writer uses); shutting the socket
+        down makes the blocked call fail, and the writer then drops the connection itself. The
+        lock keeps the writer from closing the connection (and the descriptor from being reused)
+        while its socket is being shut down. True when a socket was shut down.
+        """
+        if not self._conn_lock.acquire(timeout=_ABORT_GRACE_S):
+            return False
+        try:
+            conn = self._db_conn
+            if conn is None or conn.closed or conn.invalidated:
+                return False
+            try:
+                fileno = conn.connection.dbapi_connection.fileno()
+            except Exception:  # not a socket-based driver (SQLite), or already gone
+                return False
+            try:
+                with socket.socket(fileno=os.dup(fileno)) as sock:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except OSError as err:
+                logger.debug("%s: could not shut down the database socket: %s", self.name, err)
+                return False
+            return True
+        finally:
+            self._conn_lock.release()
 
     def _insert(self, rows: list[_Row]) -> int:
         """Insert `rows`, one transaction per attempt; returns how many were skipped as bad.
