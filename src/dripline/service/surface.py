@@ -409,7 +409,8 @@ class RequestSurface:
         self._check_token(obj, name, spec, "get", _INVALID_SPECIFIER)
         if name in self.commands:
             raise ThrowReply(_INVALID_SPECIFIER, f"endpoint {self._label(obj)}: {name!r} is a "
-                                                 f"command; use cmd to call it")
+                                                 f"command; use cmd to call it; "
+                                                 f"{self._allowed(obj, 'get')}")
         if not self._is_setting_name(obj, name):
             raise self._refuse(obj, name, spec, "get", _INVALID_SPECIFIER)
         try:
@@ -430,25 +431,27 @@ class RequestSurface:
         return value
 
     def _step(self, obj: Any, value: Any, token: str, path: str, spec: str, verb: str) -> Any:
+        label = self._label(obj)
+        parent = path.rsplit(".", 1)[0]
         if isinstance(value, Mapping):
             if token in value:
                 return value[token]
             if _is_index(token) and int(token) in value:
                 return value[int(token)]
-            raise ThrowReply(_INVALID_SPECIFIER, f"endpoint {self._label(obj)} has no attribute "
-                                                 f"{spec}, unable to {verb} (no key {token!r} in "
-                                                 f"{path.rsplit('.', 1)[0]})")
+            raise ThrowReply(_INVALID_SPECIFIER, f"endpoint {label} has no attribute {spec}, "
+                                                 f"unable to {verb}: no key {token!r} in {parent}; "
+                                                 f"keys: {_names(str(k) for k in value)}")
         if isinstance(value, (list, tuple)) and _is_index(token):
             try:
                 return value[int(token)]
             except IndexError:
                 raise ThrowReply(_INVALID_SPECIFIER,
-                                 f"endpoint {self._label(obj)} has no attribute {spec}, unable to "
-                                 f"{verb} (index {token} out of range)") from None
-        raise ThrowReply(_INVALID_SPECIFIER, f"endpoint {self._label(obj)}: {spec!r} cannot be "
-                                             f"reached: a specifier descends only into dict keys "
-                                             f"and list indices, and {path.rsplit('.', 1)[0]!r} "
-                                             f"holds {_kind(value)}")
+                                 f"endpoint {label} has no attribute {spec}, unable to {verb}: "
+                                 f"{parent} has indices 0 to {len(value) - 1}") from None
+        raise ThrowReply(_INVALID_SPECIFIER, f"endpoint {label}: {spec!r} cannot be reached: a "
+                                             f"specifier descends only into dict keys and list "
+                                             f"indices, and {parent!r} holds a {_kind(value)}; "
+                                             f"{self._allowed(obj, verb)}")
 
     # ---- set ---------------------------------------------------------------------------------
 
@@ -471,7 +474,8 @@ class RequestSurface:
         if name in self.properties:
             if len(tokens) > 1:
                 raise ThrowReply(_INVALID_SPECIFIER, f"endpoint {label}: {spec!r}: a property is "
-                                                     f"set as a whole (set {name})")
+                                                     f"set as a whole (set {name}); "
+                                                     f"{self._allowed(obj, 'set')}")
             self._set_property(obj, name, value, label)
             return
         try:
@@ -482,7 +486,8 @@ class RequestSurface:
             raise self._refuse(obj, name, spec, "set", _INVALID_SPECIFIER)
         if not is_plain_data(current):
             raise ThrowReply(_INVALID_SPECIFIER, f"endpoint {label}: {name!r} does not hold plain "
-                                                 f"data and cannot be set through requests")
+                                                 f"data and cannot be set through requests; "
+                                                 f"{self._allowed(obj, 'set')}")
         if len(tokens) == 1:
             self._check_kind(label, spec, current, value)
             setattr(obj, name, value)
@@ -495,7 +500,7 @@ class RequestSurface:
             if key is _MISSING:
                 raise ThrowReply(_INVALID_SPECIFIER, f"endpoint {label} has no attribute {spec}, "
                                                      f"unable to set (a set changes existing keys "
-                                                     f"only)")
+                                                     f"only); keys: {_names(str(k) for k in parent)}")
             self._check_kind(label, spec, parent[key], value)
             parent[key] = value
             return
@@ -504,13 +509,14 @@ class RequestSurface:
                 old = parent[int(last)]
             except IndexError:
                 raise ThrowReply(_INVALID_SPECIFIER, f"endpoint {label} has no attribute {spec}, "
-                                                     f"unable to set (index {last} out of "
-                                                     f"range)") from None
+                                                     f"unable to set: indices are 0 to "
+                                                     f"{len(parent) - 1}") from None
             self._check_kind(label, spec, old, value)
             parent[int(last)] = value
             return
         raise ThrowReply(_INVALID_SPECIFIER, f"endpoint {label}: {spec!r} cannot be set: only "
-                                             f"existing dict keys and list items are writable")
+                                             f"existing dict keys and list items are writable; "
+                                             f"{self._allowed(obj, 'set')}")
 
     @staticmethod
     def _check_kind(label: str, spec: str, current: Any, value: Any) -> None:
@@ -523,15 +529,15 @@ class RequestSurface:
         raise ThrowReply(_INVALID_VALUE, f"endpoint {label}: {spec} holds a {have}; a set must "
                                          f"give a {have}, got {new} {value!r:.80}")
 
-    @staticmethod
-    def _set_property(obj: Any, name: str, value: Any, label: str) -> None:
+    def _set_property(self, obj: Any, name: str, value: Any, label: str) -> None:
         try:
             setattr(obj, name, value)
         except ThrowReply:
             raise
         except AttributeError as err:
             raise ThrowReply(_INVALID_SPECIFIER, f"endpoint {label}: attribute {name} cannot be "
-                                                 f"set ({err})") from None
+                                                 f"set ({err}); {self._allowed(obj, 'set')}") \
+                from None
         except (ValueError, TypeError, ArithmeticError) as err:
             raise ThrowReply(_INVALID_VALUE, f"endpoint {label}: invalid {name} {value!r:.80}: "
                                              f"{err}") from None
