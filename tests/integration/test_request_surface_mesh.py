@@ -75,3 +75,19 @@ def test_datetime_result_arrives_as_iso_text(dl_service, dl_interface):
     svc.add_child(Clock(name=name))
     dl_service(svc)
     assert dl_interface.get(name) == {"now": "2024-05-06T07:08:09+00:00"}
+
+
+def test_dl_agent_describe_prints_it_readably(store):
+    from .endpoints import dl
+    svc, ep = store
+    r = dl("agent", "describe", ep)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert out.startswith(f"{ep} (endpoint) - dripline.implementations.key_value_store.KeyValueStore")
+    assert "units: V" in out and "limits: min 0, max 5" in out and 'calibration: "2*{}"' in out
+    assert "  throw_something()" in out and "  unlock(force=false)" in out
+    r = dl("agent", "describe", svc.name)
+    assert r.returncode == 0, r.stderr
+    assert f"endpoints: {ep}" in r.stdout and "(service)" in r.stdout.splitlines()[0]
+    r = dl("agent", "describe", ep, "--json-print")
+    assert r.returncode == 0 and '"kind":"endpoint"' in r.stdout

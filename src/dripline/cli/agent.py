@@ -2,6 +2,7 @@
 
 Command line as the reference's (reference §8.1):
     dl-agent [options] get|set|cmd|reply|alert ROUTING_KEY [values...] [key=value...]
+    dl-agent [options] describe NAME    (what an endpoint or service offers, readably)
 Exit status: the reply's return code // 100 (0 success or warning, 2 resource, 3 service,
 9 unhandled exception in the handler); 1 when the broker cannot be reached within -t or refuses
 the credentials; 4 for a client-side failure (no reply within -t, nobody bound to the routing
@@ -36,6 +37,7 @@ examples:
   dl-agent set peaches 0.8 -k 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0
   dl-agent cmd my_service -s unlock -k 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0
   dl-agent get peaches --json-print
+  dl-agent describe peaches                     (its commands, settings, units and limits)
 """
 
 
@@ -53,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dl-agent", description="Send a dripline request and print the reply.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("operation", choices=["get", "set", "cmd", "reply", "alert"])
+    parser.add_argument("operation", choices=["get", "set", "cmd", "reply", "alert", "describe"])
     parser.add_argument("routing_key", help="target endpoint (or reply_to / alert routing key)")
     # default=[]: without a default argparse counts a nargs='*' positional as required and names
     # it among the missing arguments although it may be empty
@@ -135,6 +137,9 @@ def build_message(args: argparse.Namespace, res: Any):
     if args.operation == "set" and not values:
         raise DriplineError('"set" needs a value: dl-agent set ENDPOINT VALUE', 401)
     specifier = args.specifier if args.specifier is not None else config.get("specifier")
+    if args.operation == "describe":  # the built-in cmd every service and endpoint answers
+        key = args.lockout_key or config.get("lockout_key")
+        return build_request(op_t.cmd, args.routing_key, "describe", {}, key)
     if args.operation in ("get", "set", "cmd"):
         if args.operation == "get" and payload == {}:
             payload = {}
@@ -223,6 +228,9 @@ def _render(message: Any, args: argparse.Namespace, dry: bool = False) -> str:
         return json.dumps(message.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
     if args.pretty_print:
         return json.dumps(message.to_dict(), sort_keys=True, indent=2, default=str)
+    if args.operation == "describe" and message.is_reply() and message.return_code == 0 \
+            and isinstance(message.payload, dict):
+        return render_description(message.payload)
     return render_text(message, dry)
 
 
@@ -244,6 +252,50 @@ def render_text(message: Any, dry: bool = False) -> str:
                      f"{' ' + op.name if op is not None else ''} to {message.routing_key}"
                      f"{' (specifier ' + str(message.specifier) + ')' if message.specifier else ''}")
     lines.append(json.dumps(message.payload, indent=2, sort_keys=True, default=str))
+    return "\n".join(lines)
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def render_description(d: dict) -> str:
+    """A ``describe`` payload for people: who it is, what it holds, what it can be asked."""
+    kind = d.get("kind") or "endpoint"
+    origin = d.get("plugin") and f"plugin {d['plugin']}" or "dripline"
+    version = f" {d['version']}" if d.get("version") else ""
+    lines = [f"{d.get('name')} ({kind}) - {d.get('class')} [{origin}{version}]"]
+    doc = str(d.get("doc") or "").strip().split("\n\n", 1)[0]  # its first paragraph
+    if doc:
+        lines += ["  " + line for line in doc.splitlines()[:8]]
+    for key in ("description", "units"):
+        if d.get(key) is not None:
+            lines.append(f"{key}: {d[key]}")
+    limits = d.get("limits")
+    if isinstance(limits, dict):
+        parts = [f"{k} {_shown(limits[k])}" for k in ("min", "max", "allowed")
+                 if limits.get(k) is not None]
+        lines.append("limits: " + ", ".join(parts))
+    if d.get("calibration") is not None:
+        lines.append(f"calibration: {_shown(d['calibration'])}")
+    ops = d.get("operations") or {}
+    lines.append("operations: " + (", ".join(op for op in ("get", "set", "cmd") if ops.get(op))
+                                   or "built-in commands only"))
+    settings = d.get("settings") or {}
+    if settings:
+        lines.append("settings:")
+        lines += [f"  {name} = {_shown(value)}" for name, value in sorted(settings.items())]
+    commands = d.get("commands") or []
+    if commands:
+        lines.append("commands (dl-agent cmd NAME -s COMMAND [values] [key=value]):")
+        for c in commands:
+            params = ", ".join(p.get("name", "?") + ("" if p.get("required") or str(
+                p.get("name", "")).startswith("*") else f"={_shown(p.get('default'))}")
+                for p in c.get("parameters") or [])
+            text = f"  {c.get('name')}({params})"
+            lines.append(f"{text:<40} {c['doc']}" if c.get("doc") else text)
+    if "endpoints" in d:
+        lines.append("endpoints: " + (", ".join(d["endpoints"]) or "none"))
     return "\n".join(lines)
 
 

@@ -56,7 +56,9 @@ MAX_ENDPOINTS = 1000
 
 _EXTENSIONS = "dripline.extensions."
 # described elsewhere in the payload, so not repeated among the settings
-_OWN_KEYS = ("name", "calibration", "units", "description", "min", "max", "allowed")
+# (a service's children tables appear as "endpoints")
+_OWN_KEYS = ("name", "calibration", "units", "description", "min", "max", "allowed",
+             "sync_children", "async_children")
 
 _BUILTIN_DOCS: dict[str, tuple[str, list[dict[str, Any]]]] = {
     "ping": ("Answer 'Hello, <program>' (a liveness check).", []),
