@@ -253,3 +253,35 @@ def test_from_dripline_core_import_calibrate_is_callable_after_submodule_import(
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "6"
+
+
+# ---------------------------------------------------------------------------------------------
+# checked once, when the entity is built (issue 10 item 3)
+
+@pytest.mark.parametrize("calibration, error", [
+    ("2*{}+", "SyntaxError"),
+    ("2*x", "name 'x' is not defined"),
+    ("times3({})", "name 'times3' is not defined"),
+    ("1/0*{}", "ZeroDivisionError"),
+    ("{", "not a valid template"),
+    ("{x}*2", "field {x}"),
+    (5, "not int"),
+    (["2*{}"], "not list"),
+])
+def test_check_calibration_refuses_what_can_never_work(calibration, error):
+    with pytest.raises(ValueError) as info:
+        calibrate_module.check_calibration(calibration)
+    assert error in str(info.value)
+
+
+@pytest.mark.parametrize("calibration", [None, "2*{}", "{}", "1/({}-1)", "{:.1f}", "{0}*2+{0}",
+                                         "'{}'.upper()", {"1": "on"}, "sqrt({})", "({}).real"])
+def test_check_calibration_accepts_what_works_for_some_reading(calibration):
+    calibrate_module.check_calibration(calibration)
+
+
+def test_check_calibration_knows_the_getters_functions():
+    calibrate_module.check_calibration("times3({})", FunctionSensor.on_get)
+    calibrate_module.check_calibration("triple({})", DictFunctionSensor.on_get)
+    with pytest.raises(ValueError):
+        calibrate_module.check_calibration("triple({})", FunctionSensor.on_get)

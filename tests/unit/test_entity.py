@@ -454,3 +454,24 @@ def test_async_on_get_without_on_set_gives_306_on_the_async_path():
     assert e.is_async_request(request)
     reply = asyncio.run(e.on_request_message_async(request))
     assert (reply.return_code, reply.return_message) == (306, "ReadOnly does not implement on_set")
+
+
+# ---------------------------------------------------------------------------------------------
+# calibration checked when built and when set
+
+def test_bad_calibration_is_refused_when_built():
+    with pytest.raises(ThrowReply) as info:
+        Entity(name="e", calibration="2*{}+")
+    assert info.value.return_code == 304
+    assert "calibration '2*{}+'" in info.value.return_message
+    assert "SyntaxError" in info.value.return_message
+
+
+def test_bad_calibration_set_keeps_the_old_one():
+    e = Entity(name="e", calibration="2*{}")
+    with pytest.raises(ThrowReply) as info:
+        e.calibration = "1/0*{}"
+    assert info.value.return_code == 304 and "ZeroDivisionError" in info.value.return_message
+    assert e.calibration == "2*{}"
+    e.calibration = {"1": "on"}
+    assert e.calibration == {"1": "on"}
