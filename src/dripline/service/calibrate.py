@@ -37,7 +37,9 @@ import functools
 import inspect
 import logging
 import string
+import sys
 import threading
+import types
 from collections.abc import Mapping
 from typing import Any, Callable
 
@@ -271,7 +273,7 @@ def calibrate(cal_functions: Any = None) -> Any:
     return decorator
 
 
-class _CalibrateModule(__import__("types").ModuleType):
+class _CalibrateModule(types.ModuleType):
     """`dripline.core` exports its names lazily; once this submodule has been imported, the
     import system binds `dripline.service.calibrate` to the *module*. Making the module callable
     keeps `from dripline.core import calibrate` / `@calibrate(...)` working either way."""
@@ -280,4 +282,4 @@ class _CalibrateModule(__import__("types").ModuleType):
         return calibrate(*args, **kwargs)
 
 
-__import__("sys").modules[__name__].__class__ = _CalibrateModule
+sys.modules[__name__].__class__ = _CalibrateModule

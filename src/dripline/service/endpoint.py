@@ -82,8 +82,8 @@ class Endpoint(RequestHandler):
     #: the only values a set (without specifier) accepts
     allowed: list[Any] | None = None
 
-    __dripline_expose__ = ("units", "description", "min", "max", "allowed")
-    __dripline_readonly__ = ("units", "description", "min", "max", "allowed")
+    __dripline_expose__: tuple[str, ...] = ("units", "description", "min", "max", "allowed")
+    __dripline_readonly__: tuple[str, ...] = ("units", "description", "min", "max", "allowed")
 
     def __init__(self, name: str, units: str | None = None, description: str | None = None,
                  min: float | None = None, max: float | None = None,  # noqa: A002 (YAML names)

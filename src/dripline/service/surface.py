@@ -554,7 +554,7 @@ class RequestSurface:
         if name in self.commands and len(tokens) == 1:
             method = getattr(obj, name)
             if callable(method):
-                return method  # type: ignore[no-any-return]
+                return method
         if name in self.commands:  # a dotted path below a command: there is nothing below it
             raise self._refuse(obj, spec, spec, "call", _INVALID_METHOD)
         if self._is_setting_name(obj, name):
