@@ -138,3 +138,25 @@ def test_service_files_in_the_guides_are_valid(page: str, tmp_path: Path,
         with pytest.raises(SystemExit) as exit_info:
             serve.main(["--check", "-c", str(path)])
         assert exit_info.value.code == 0, block
+
+
+def test_docstring_prose_cannot_break_the_generated_pages() -> None:
+    """Keyword docs are pasted into reStructuredText: markup characters in them are escaped,
+    code spans are kept."""
+    import docutils.core
+    import docutils.utils
+    sys.path.insert(0, str(DOCS / "_ext"))
+    try:
+        from dripline_docs import _rst_inline
+    finally:
+        sys.path.remove(str(DOCS / "_ext"))
+    nasty = "a *b c|d hbmon_ [1]_ `x_y` ``a*b`` back\\slash a stray ` here"
+    text = _rst_inline(nasty)
+    from docutils.writers.html5_polyglot import Writer
+    html_out = docutils.core.publish_parts(
+        text, writer=Writer(),
+        settings_overrides={"report_level": docutils.utils.Reporter.INFO_LEVEL + 1,
+                            "halt_level": docutils.utils.Reporter.WARNING_LEVEL})["body"]
+    plain = html.unescape(re.sub(r"<[^>]+>", "", html_out))
+    assert "a *b c|d hbmon_ [1]_" in plain and "x_y" in plain and "a*b" in plain
+    assert "back\\slash a stray ` here" in plain

@@ -121,10 +121,28 @@ def _literal(lines: list[str], text: str) -> None:
     lines.append("")
 
 
+_CODE_SPAN = re.compile(r"(``[^`]+``|`[^`]+`)")
+
+
+def _rst_inline(text: str) -> str:
+    """Docstring prose made safe to paste into reStructuredText.
+
+    Code spans (````x```` and `x`) are kept, so they render as code; everywhere else the
+    characters RST would read as markup (``*``, ``|``, ``_``, a lone backquote, a backslash) are
+    escaped. A docstring that is fine as Markdown-ish prose must never break the build.
+    """
+    out = []
+    for i, part in enumerate(_CODE_SPAN.split(" ".join(text.split()))):
+        if i % 2:
+            out.append(part)
+        else:
+            out.append(re.sub(r"([\\*|_`])", r"\\\1", part))
+    return "".join(out)
+
+
 def _cell(text: str) -> str:
-    """One table cell's text: single line, never empty (an empty cell breaks list-table)."""
-    text = " ".join(text.split())
-    return text or "\\ "
+    """One table cell's text: single line, RST-safe, never empty (an empty cell breaks list-table)."""
+    return _rst_inline(text) or "\\ "
 
 
 def _title(lines: list[str], text: str, char: str) -> None:
@@ -165,7 +183,7 @@ class KeywordsDirective(_GeneratedDirective):
             _title(out, info.name, "-")
             out += [f"*{info.kind}* — ``{info.qualname}`` — ``module: {info.name}``", ""]
             if info.summary:
-                out += [info.summary, ""]
+                out += [_rst_inline(info.summary), ""]
             names = {k.name for k in info.keywords}
             own: list[Any] = []
             also: list[str] = []
@@ -213,7 +231,7 @@ class CliDirective(_GeneratedDirective):
             _title(out, command, "-")
             summary = (inspect.getdoc(module) or "").split("\n", 1)[0]
             if summary:
-                out += [summary, ""]
+                out += [_rst_inline(summary), ""]
             _literal(out, help_text)
             for name, text in subs:
                 _title(out, f"{command} {name}", "~")
@@ -222,8 +240,8 @@ class CliDirective(_GeneratedDirective):
             if status is None:
                 raise LookupError(f"{target.split(':')[0]} ({command}): its module docstring has "
                                   "no 'Exit status' paragraph")
-            out += [f"**{status.split(':', 1)[0] if ':' in status[:14] else 'Exit status'}:**"
-                    f" {status.split(':', 1)[1].strip() if ':' in status[:14] else status}", ""]
+            text = re.sub(r"^exit status\s*[:=]?\s*", "", status, flags=re.I)
+            out += [f"**Exit status:** {_rst_inline(text)}", ""]
         return out
 
 
