@@ -19,6 +19,14 @@ def _listening(port: int) -> bool:
         return False
 
 
+@pytest.fixture(autouse=True)
+def _fresh_log_limits() -> None:
+    """Rate-limited logs start afresh in every test (a traceback logged by an earlier test would
+    otherwise only be counted)."""
+    from dripline.transport.ratelimit import reset_all
+    reset_all()
+
+
 @pytest.fixture(scope="session")
 def rabbitmq() -> None:
     port = int(os.environ.get("DRIPLINE_TEST_PORT", "5672"))

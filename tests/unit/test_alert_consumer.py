@@ -192,8 +192,8 @@ def _wire(msg):
 async def test_durable_alert_is_acknowledged_after_it_is_handled():
     c = Recorder(name="logger", durable_queue=True)
     c.loop = asyncio.get_running_loop()
-    from dripline.protocol.message import Reassembler
-    c._durable_assembler = Reassembler()
+    from dripline.transport.receiver import ChunkReceiver
+    c._durable_assembler = ChunkReceiver(c._expired_durable)
     ch = FakeChannel()
     c._on_durable_delivery(*_wire(alert("sensor_value.a", {"v": 1})), FakeAck(ch, 1))
     assert c.calls[0][0] == {"v": 1}
@@ -203,8 +203,8 @@ async def test_durable_alert_is_acknowledged_after_it_is_handled():
 async def test_durable_processing_error_still_acknowledges(caplog):
     c = Recorder(name="logger", durable_queue=True, alert_key_parser_re=r"s\.(?P<sensor>\w+)")
     c.loop = asyncio.get_running_loop()
-    from dripline.protocol.message import Reassembler
-    c._durable_assembler = Reassembler()
+    from dripline.transport.receiver import ChunkReceiver
+    c._durable_assembler = ChunkReceiver(c._expired_durable)
     ch = FakeChannel()
     with caplog.at_level(logging.ERROR):
         c._on_durable_delivery(*_wire(alert("s.boom", {"v": 1})), FakeAck(ch, 5))
@@ -214,8 +214,8 @@ async def test_durable_processing_error_still_acknowledges(caplog):
 async def test_durable_chunked_alert_is_acknowledged_as_a_whole():
     c = Recorder(name="logger", durable_queue=True)
     c.loop = asyncio.get_running_loop()
-    from dripline.protocol.message import Reassembler
-    c._durable_assembler = Reassembler()
+    from dripline.transport.receiver import ChunkReceiver
+    c._durable_assembler = ChunkReceiver(c._expired_durable)
     ch = FakeChannel()
     big = alert("sensor_value.big", {"text": "x" * 25000})
     wires = big.encode(max_payload_size=10000)
@@ -232,8 +232,8 @@ async def test_durable_chunked_alert_is_acknowledged_as_a_whole():
 async def test_durable_undecodable_or_non_alert_messages_are_acknowledged_and_dropped(caplog):
     c = Recorder(name="logger", durable_queue=True)
     c.loop = asyncio.get_running_loop()
-    from dripline.protocol.message import Reassembler
-    c._durable_assembler = Reassembler()
+    from dripline.transport.receiver import ChunkReceiver
+    c._durable_assembler = ChunkReceiver(c._expired_durable)
     ch = FakeChannel()
     with caplog.at_level(logging.WARNING):
         c._on_durable_delivery("sensor_value.x", b"{}", Properties(message_id="no-slash"), FakeAck(ch, 1))

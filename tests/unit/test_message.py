@@ -15,9 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dripline.core import message as m
+from dripline.protocol.chunks import Reassembler
 from dripline.protocol.errors import DecodeError, DriplineError
 from dripline.protocol.message import (
-    MsgAlert, MsgReply, MsgRequest, Properties, Reassembler, UInt32, WireMessage, decode,
+    MsgAlert, MsgReply, MsgRequest, Properties, UInt32, WireMessage, decode,
     default_sender_info, msg_t, op_t,
 )
 from dripline.protocol.specifier import Specifier
@@ -508,8 +509,9 @@ def test_integer_headers_accept_any_int_type_and_wrap_signed():
     assert msg.message_operation is op_t.get
     msg = decode("t", b"null", props(good_headers(message_operation=-1)))
     assert msg.message_operation is op_t.unknown
-    rep = decode("t", b"null", props(good_headers(message_type=2, return_code=-2)))
-    assert rep.return_code == 0xFFFFFFFE
+    # return codes are unsigned: a negative one is an error, not wrapped (-5 is not 4294967291)
+    with pytest.raises(DecodeError, match="negative"):
+        decode("t", b"null", props(good_headers(message_type=2, return_code=-5)))
 
 
 @pytest.mark.parametrize("bad", [True, 3.0, "3", 2 ** 40, -(2 ** 40), [3], {"a": 3}])
@@ -674,142 +676,7 @@ def test_exact_multiple_and_tiny_chunk_sizes():
         alert.encode(0)
 
 
-def test_reassembly_shuffled_with_duplicates(caplog):
-    payload = big_payload()
-    req = MsgRequest.create(payload, op_t.set, "store", "spec", "rq")
-    req.lockout_key = uuid.uuid4()
-    chunks = wire_of(req, 10000)
-    order = list(chunks) + random.Random(7).sample(chunks, 10)
-    random.Random(3).shuffle(order)
-    order[:0] = [chunks[5], chunks[5]]  # a duplicate certainly arrives before completion
-    reasm = Reassembler(wait_s=1.0)
-    results = []
-    with caplog.at_level(logging.WARNING, logger="dripline.protocol.message"):
-        for i, c in enumerate(order):
-            out = reasm.feed(c.routing_key, c.body, c.properties, now=0.001 * i)
-            if out is not None:
-                results.append(out)
-    assert "duplicate" in caplog.text.lower()
-    assert len(results) == 1
-    msg = results[0]
-    assert msg.is_valid and msg.payload == payload
-    assert msg.to_dict() == req.to_dict()
-    # duplicates arriving after completion start a new (incomplete) pack, as in the reference
-    leftovers = reasm.expire(now=100.0)
-    assert all(not x.is_valid for x in leftovers)
-    assert len(reasm) == 0 and reasm.next_deadline() is None
-
-
-def test_single_chunk_returned_at_once():
-    reasm = Reassembler()
-    (w,) = wire_of(MsgAlert.create({"a": 1}, "k"))
-    msg = reasm.feed(w.routing_key, w.body, w.properties, now=5.0)
-    assert isinstance(msg, MsgAlert) and msg.payload == {"a": 1}
-    assert len(reasm) == 0 and reasm.next_deadline() is None and reasm.expire(1e9) == []
-
-
-def test_expiry_fills_missing_chunks_with_hashes():
-    alert = MsgAlert.create("abcdefghij" * 10, "k")  # 102-byte body
-    chunks = wire_of(alert, 30)  # 30, 30, 30, 12
-    assert len(chunks) == 4
-    reasm = Reassembler(wait_s=2.0)
-    for c in (chunks[0], chunks[3], chunks[2]):
-        assert reasm.feed(c.routing_key, c.body, c.properties, now=10.0) is None
-    assert len(reasm) == 1
-    assert reasm.next_deadline() == pytest.approx(12.0)
-    assert reasm.expire(11.999) == []
-    (msg,) = reasm.expire(12.0)
-    assert isinstance(msg, MsgAlert) and msg.is_valid is False
-    body = b"".join(c.body for c in chunks).decode()
-    expected = body[:30] + "#" * 30 + body[60:]
-    assert msg.payload == {"invalid": expected, "error": "Entire message was not available"}
-    assert msg.routing_key == "k" and msg.correlation_id == alert.correlation_id
-    assert len(reasm) == 0 and reasm.next_deadline() is None
-
-
-def test_expiry_filler_uses_first_available_chunk_length():
-    alert = MsgAlert.create("q" * 58)  # 60 bytes
-    chunks = wire_of(alert, 25)  # 25, 25, 10
-    reasm = Reassembler(wait_s=1.0)
-    reasm.feed("k", chunks[2].body, chunks[2].properties, now=0.0)
-    (msg,) = reasm.expire(1.0)
-    assert msg.payload["invalid"] == "#" * 10 + "#" * 10 + chunks[2].body.decode()
-
-
-def test_expired_request_keeps_reply_information():
-    req = MsgRequest.create("z" * 100, op_t.set, "svc", "", "rq")
-    chunks = wire_of(req, 40)
-    reasm = Reassembler(wait_s=0.5)
-    reasm.feed("svc", chunks[1].body, chunks[1].properties, now=0.0)
-    (msg,) = reasm.expire(0.5)
-    assert isinstance(msg, MsgRequest) and not msg.is_valid
-    assert msg.reply_to == "rq" and msg.correlation_id == req.correlation_id
-    assert msg.message_operation is op_t.set
-
-
-@pytest.mark.parametrize("message_id", ["abc/x/2", "abc/1", "abc/0/0", "abc/2/2", "abc/-1/2",
-                                        "abc/1/2x", "a/b/0/2", "abc//2", "abc/1/" + "9" * 11,
-                                        "abc/٣/5"])
-def test_bad_chunk_ids_raise_decode_error(message_id):
-    reasm = Reassembler()
-    with pytest.raises(DecodeError) as info:
-        reasm.feed("k", b"[1", props(message_id=message_id), now=0.0)
-    assert info.value.reply_to == "rq"
-    assert len(reasm) == 0
-
-
-def test_inconsistent_chunk_count_raises():
-    reasm = Reassembler()
-    assert reasm.feed("k", b"[1", props(message_id="abc/0/3"), now=0.0) is None
-    with pytest.raises(DecodeError):
-        reasm.feed("k", b",2", props(message_id="abc/1/4"), now=0.0)
-    assert reasm.feed("k", b",2", props(message_id="abc/1/3"), now=0.0) is None
-    msg = reasm.feed("k", b"]", props(message_id="abc/2/3"), now=0.0)
-    assert msg.payload == [1, 2] and msg.message_id == "abc"
-
-
-def test_bad_headers_on_first_chunk_reported_once():
-    reasm = Reassembler()
-    bad = props(content_encoding="text/plain", message_id="abc/0/2")
-    with pytest.raises(DecodeError) as info:
-        reasm.feed("k", b"[1", bad, now=0.0)
-    assert info.value.return_code == 301
-    assert reasm.feed("k", b"]", props(content_encoding="text/plain", message_id="abc/1/2"),
-                      now=0.0) is None
-    assert len(reasm) == 0
-
-
-def test_pending_limit_expires_oldest_first():
-    reasm = Reassembler(wait_s=10.0, max_pending=3)
-    for i in range(3):
-        assert reasm.feed("k", b"[1", props(message_id=f"m{i}/0/2"), now=float(i)) is None
-    assert reasm.next_deadline() == pytest.approx(10.0)
-    reasm.feed("k", b"[1", props(message_id="m3/0/2"), now=3.0)
-    assert len(reasm) == 3
-    assert reasm.next_deadline() <= 3.0  # the evicted message is due now
-    (evicted,) = reasm.expire(3.0)
-    assert evicted.message_id == "m0" and not evicted.is_valid
-    assert reasm.next_deadline() == pytest.approx(11.0)
-
-
-def test_message_byte_limit():
-    reasm = Reassembler(max_message_bytes=100)
-    with pytest.raises(DecodeError):  # 10 chunks of 20 bytes announced: 200 bytes
-        reasm.feed("k", b"x" * 20, props(message_id="a/0/10"), now=0.0)
-    assert reasm.feed("k", b"x" * 40, props(message_id="b/0/3"), now=0.0) is None
-    assert reasm.feed("k", b"x" * 40, props(message_id="b/1/3"), now=0.0) is None
-    with pytest.raises(DecodeError):
-        reasm.feed("k", b"x" * 40, props(message_id="b/2/3"), now=0.0)
-    assert len(reasm) == 1
-
-
-def test_total_byte_limit_evicts_oldest():
-    reasm = Reassembler(max_total_bytes=100, wait_s=5.0)
-    reasm.feed("k", b"x" * 60, props(message_id="a/0/2"), now=0.0)
-    reasm.feed("k", b"x" * 60, props(message_id="b/0/2"), now=1.0)
-    assert len(reasm) == 1
-    (evicted,) = reasm.expire(1.0)
-    assert evicted.message_id == "a"
+# reassembly: tests/unit/test_chunks.py
 
 
 # ------------------------------------------------------------------------------------------
@@ -953,51 +820,6 @@ def test_misbehaving_properties_raise_only_decode_error(fail):
         Reassembler().feed("t", b"null", Weird(fail), 0.0)
     with pytest.raises(DecodeError):
         decode("t", 12345, props())
-
-
-@FAST
-@given(data=st.data(), size=st.integers(1, 20), n_ops=st.integers(0, 30))
-def test_property_random_truncated_or_reordered_chunks(data, size, n_ops):
-    payload = data.draw(json_values)
-    msg = MsgRequest.create(payload, op_t.cmd, "svc", "x", "rq")
-    chunks = msg.encode(size)
-    reasm = Reassembler(wait_s=1.0, max_pending=4, max_message_bytes=10_000)
-    now = 0.0
-    delivered = []
-    for _ in range(n_ops):
-        chunk = data.draw(st.sampled_from(chunks))
-        kind = data.draw(st.integers(0, 4))
-        properties = chunk.properties
-        body = chunk.body
-        if kind == 1:  # corrupt the message id
-            properties = Properties(properties.content_encoding, properties.correlation_id,
-                                    data.draw(st.text(max_size=15)), properties.reply_to,
-                                    properties.headers)
-        elif kind == 2:  # truncate the body
-            body = body[:data.draw(st.integers(0, len(body)))]
-        elif kind == 3:  # another message id with a random chunk count
-            base = data.draw(st.sampled_from(["a", "b", msg.message_id]))
-            properties = Properties(properties.content_encoding, properties.correlation_id,
-                                    f"{base}/{data.draw(st.integers(0, 5))}/"
-                                    f"{data.draw(st.integers(0, 5))}",
-                                    properties.reply_to, properties.headers)
-        now += data.draw(st.sampled_from([0.0, 0.3, 1.5]))
-        try:
-            out = reasm.feed("svc", body, properties, now)
-        except DecodeError:
-            continue
-        if out is not None:
-            delivered.append(out)
-        delivered.extend(reasm.expire(now))
-    delivered.extend(reasm.expire(now + 100))
-    assert len(reasm) == 0 and reasm.next_deadline() is None
-    for out in delivered:
-        assert isinstance(out, MsgRequest)
-        assert out.reply_to == "rq" and out.correlation_id == msg.correlation_id
-        if not out.is_valid:
-            assert set(out.payload) == {"invalid", "error"}
-            assert out.payload["error"] in ("Entire message was not available",
-                                            "Message body could not be parsed; skipping request")
 
 
 def test_complete_in_order_delivery_after_noise():

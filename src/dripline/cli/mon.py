@@ -85,6 +85,7 @@ def _as_list(value: Any) -> list:
 async def _monitor(args: argparse.Namespace, res: Any, request_keys: list, alert_keys: list) -> int:
     from dripline.client.session import Core
     from dripline.protocol.errors import DecodeError
+    from dripline.transport.ratelimit import RateLimiter
     from dripline.transport.receiver import ChunkReceiver
 
     core = Core(res.mesh, res.auth, connection_name="dripline:dl-mon")
@@ -110,13 +111,24 @@ async def _monitor(args: argparse.Namespace, res: Any, request_keys: list, alert
         if args.max_messages and count >= args.max_messages:
             done.set()
 
-    receiver = ChunkReceiver(show)
+    receiver = ChunkReceiver(lambda incomplete: show(incomplete.message),
+                             max_message_size=core.max_message_size,
+                             max_pending_bytes=core.max_pending_bytes, label="dl-mon")
+
+    def summary(key: Any, n: int, seconds: float, text: str) -> None:
+        if not write_stdout(f"... {n:,} more undecodable messages like this in the last "
+                            f"{seconds:.0f} s (latest: {text[:160]})"):
+            done.set()
+
+    # a flood of undecodable messages is shown once per kind, then counted
+    undecodable = RateLimiter(summary)
 
     def on_message(routing_key: str, body: bytes, properties: Any, ack: Any) -> None:
         try:
             msg = receiver.feed(routing_key, body, properties)
         except DecodeError as err:
-            if not write_stdout(f"undecodable message on {routing_key}: {err.message}"):
+            text = f"undecodable message on {str(routing_key)[:100]}: {err.message}"
+            if undecodable.hit(err.return_code, text) and not write_stdout(text):
                 done.set()
             return
         if msg is not None:
@@ -129,6 +141,7 @@ async def _monitor(args: argparse.Namespace, res: Any, request_keys: list, alert
         await done.wait()
     finally:
         receiver.close()
+        undecodable.flush()
         await conn.delete_queue(queue)
         await core.close()
     return 0

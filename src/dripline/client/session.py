@@ -15,11 +15,13 @@ from dripline.protocol.errors import ConnectionError_, DecodeError, DriplineErro
 from dripline.protocol.message import Message, MsgAlert, MsgReply, MsgRequest, decode
 from dripline.settings.auth import build_authentication
 from dripline.settings.mesh import load_return_codes, mesh_config
-from dripline.transport.receiver import ChunkReceiver
+from dripline.transport.ratelimit import LimitedLog
+from dripline.transport.receiver import ChunkReceiver, Incomplete
 
 __all__ = ["Core", "mesh_and_auth"]
 
 logger = logging.getLogger(__name__)
+_log = LimitedLog(logger)
 
 
 def mesh_and_auth(dripline_mesh: dict | None = None, auth: Any = None, username: Any = None,
@@ -59,14 +61,21 @@ class Core:
     def __init__(self, dripline_mesh: dict | None = None, auth: Any = None, *,
                  make_connection: bool = True, service_name: str = "unknown",
                  username: Any = None, password: Any = None, message_wait_ms: int = 1000,
-                 connection_name: str | None = None) -> None:
+                 connection_name: str | None = None, max_message_size: int | None = None,
+                 max_pending_bytes: int | None = None) -> None:
         self.mesh, self.auth = mesh_and_auth(dripline_mesh, auth, username, password)
         if self.mesh.get("make_connection") is not None:
             make_connection = bool(self.mesh["make_connection"])
         self.make_connection = make_connection
         self.service_name = service_name
         self._connection_name = connection_name or f"dripline:{service_name}"
-        self._replies = ChunkReceiver(self._deliver_reply, wait_s=message_wait_ms / 1000)
+        # reassembly limits: keyword, else the mesh block, else the defaults (dripline.protocol.chunks)
+        self.max_message_size = max_message_size or self.mesh.get("max_message_size")
+        self.max_pending_bytes = max_pending_bytes or self.mesh.get("max_pending_bytes")
+        self._replies = ChunkReceiver(self._incomplete_reply, wait_s=message_wait_ms / 1000,
+                                      max_message_size=self.max_message_size,
+                                      max_pending_bytes=self.max_pending_bytes,
+                                      label=f"{service_name} reply queue")
         self._pending: dict[str, _PendingRequest] = {}
         self._reply_queue = None
         self.connection = None
@@ -257,10 +266,33 @@ class Core:
         try:
             msg = self._replies.feed(routing_key, body, properties)
         except DecodeError as err:
-            logger.warning("undecodable message on the reply queue: %s", err.message)
+            self._malformed_reply(err, properties)
             return
         if msg is not None:
             self._deliver_reply(msg)
+
+    def _malformed_reply(self, err: DecodeError, properties: Any) -> None:
+        """An undecodable reply ends the request it answers at once (402), instead of its timeout."""
+        correlation_id = getattr(err, "correlation_id", None) or \
+            getattr(properties, "correlation_id", None)
+        pending = self._pending.get(correlation_id) if isinstance(correlation_id, str) else None
+        if pending is None or pending.future.done():
+            _log.warning(("undecodable reply", err.return_code),
+                         "undecodable message on the reply queue: %s", err.message)
+            return
+        if pending.collect:  # one bad answer to a broadcast does not end the collection
+            _log.warning(("undecodable broadcast reply", err.return_code),
+                         "undecodable reply to a broadcast request: %s", err.message)
+            return
+        pending.future.set_exception(DriplineError(f"malformed reply: {err.message}", 402))
+
+    def _incomplete_reply(self, incomplete: Incomplete) -> None:
+        msg = incomplete.message
+        pending = self._pending.get(msg.correlation_id)
+        if pending is None or pending.future.done() or pending.collect or not msg.is_reply():
+            return
+        pending.future.set_exception(DriplineError(f"incomplete reply: {incomplete.description}",
+                                                   402, msg.payload))
 
     def _deliver_reply(self, msg: Message) -> None:
         pending = self._pending.get(msg.correlation_id)

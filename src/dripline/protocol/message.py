@@ -26,8 +26,11 @@ lenient costs nothing and the reference's strictness makes requesters hang until
   dropping the message; every other undecodable message raises `DecodeError` that carries
   ``routing_key``, ``reply_to``, ``correlation_id`` and ``message_type`` (None when unknown) so the
   caller can answer 301/302 rather than stay silent.
-* Integer headers: any integer type is accepted; negative 32-bit values are wrapped as a C cast
-  would; values that fit in neither int32 nor uint32 are rejected.
+* Integer headers: any integer type is accepted; a negative 32-bit ``message_type`` or
+  ``message_operation`` is wrapped as a C cast would (a signed writer's -1 is "unknown");
+  a negative ``return_code`` and values that fit in neither int32 nor uint32 are rejected
+  (return codes are unsigned: -5 must not arrive as 4294967291).
+* Reassembly of chunked messages lives in `dripline.protocol.chunks` (bounded; no ``#`` padding).
 * Payload values JSON cannot represent are replaced by ``str(value)`` one *value* at a time (the
   reference stringifies the whole result); numpy scalars/arrays, datetimes, UUIDs, enums and
   dataclasses are converted natively; NaN/inf become ``null``.
@@ -59,7 +62,7 @@ __all__ = [
     "op_t", "msg_t", "to_uint", "to_string", "to_op_t", "to_msg_t", "UInt32", "Properties",
     "WireMessage", "Message", "MsgRequest", "MsgReply", "MsgAlert", "default_sender_info",
     "set_program",
-    "decode", "Reassembler", "dumps_payload", "loads_payload", "JSON_ENCODING",
+    "decode", "dumps_payload", "loads_payload", "JSON_ENCODING",
     "DEFAULT_MAX_PAYLOAD_SIZE", "NIL_UUID", "PayloadDict", "PayloadList",
 ]
 
@@ -74,7 +77,6 @@ _uuid4 = uuid.uuid4
 _urandom = os.urandom
 
 _INVALID_BODY_ERROR = "Message body could not be parsed; skipping request"
-_INCOMPLETE_ERROR = "Entire message was not available"
 
 
 # --------------------------------------------------------------------------------------------
@@ -948,7 +950,8 @@ def _header_text(headers: dict[str, Any], key: str, ctx: _Context) -> str:
     raise _decode_error(f"header '{key}' must be a string, got {type(value).__name__}", 302, ctx)
 
 
-def _header_uint(headers: dict[str, Any], key: str, default: int, ctx: _Context) -> int:
+def _header_uint(headers: dict[str, Any], key: str, default: int, ctx: _Context,
+                 signed_ok: bool = True) -> int:
     value = headers.get(key)
     if value is None:
         return default
@@ -959,8 +962,11 @@ def _header_uint(headers: dict[str, Any], key: str, default: int, ctx: _Context)
         value = int(value)
     if 0 <= value <= _UINT32_MAX:
         return value
-    if -0x80000000 <= value < 0:  # a signed 32-bit writer (dl-cpp 2.10.4/5): same bits
+    if signed_ok and -0x80000000 <= value < 0:  # a signed 32-bit writer (dl-cpp 2.10.4/5)
         return value + 0x100000000
+    if value < 0:
+        raise _decode_error(f"header '{key}' value {value} is negative; it is an unsigned "
+                            f"32-bit field (0 to {_UINT32_MAX})", 302, ctx)
     raise _decode_error(f"header '{key}' value {value} does not fit in 32 bits", 302, ctx)
 
 
@@ -1100,7 +1106,7 @@ def _decode_envelope(routing_key: Any, properties: Any) -> Message:
         msg.message_operation = op_t(op_value) if operation is None else operation
         msg._lockout_key, msg.lockout_key_valid = _lockout_from_header(headers.get("lockout_key"))
     elif cls is MsgReply:
-        msg.return_code = _header_uint(headers, "return_code", 999, ctx)
+        msg.return_code = _header_uint(headers, "return_code", 999, ctx, signed_ok=False)
         msg.return_message = _header_text(headers, "return_message", ctx)
     return msg
 
@@ -1153,199 +1159,3 @@ def decode(routing_key: Any, body: Any, properties: Any) -> Message:
         raise
     except Exception as exc:
         raise _wrap_unexpected(exc, routing_key, properties) from exc
-
-
-# --------------------------------------------------------------------------------------------
-# Reassembly of chunked messages
-# --------------------------------------------------------------------------------------------
-
-def _parse_message_id(message_id: str, ctx_source: tuple[Any, Any]) -> tuple[str, int, int]:
-    """``uuid/i/N`` -> (uuid, i, N); an id without ``/`` is a whole message (i=0, N=1)."""
-    first = message_id.find("/")
-    if first < 0:
-        return message_id, 0, 1
-    last = message_id.rfind("/")
-    index_text = message_id[first + 1:last]
-    total_text = message_id[last + 1:]
-    if (first == last or not index_text.isascii() or not index_text.isdigit()
-            or not total_text.isascii() or not total_text.isdigit()
-            or len(index_text) > 10 or len(total_text) > 10):
-        raise _decode_error(f"Message ID is not formatted correctly (expected "
-                            f"<uuid>/<chunk>/<total chunks>): {message_id!r}", 302,
-                            _context_of(*ctx_source))
-    index, total = int(index_text), int(total_text)
-    if total < 1 or index >= total:
-        raise _decode_error(f"Message ID {message_id!r}: chunk index out of range", 302,
-                            _context_of(*ctx_source))
-    return message_id[:first], index, total
-
-
-class _Pack:
-    __slots__ = ("total", "chunks", "nbytes", "first_seen", "deadline", "envelope")
-
-    def __init__(self, total: int, first_seen: float, deadline: float, envelope: Message):
-        self.total = total
-        self.chunks: dict[int, bytes] = {}
-        self.nbytes = 0
-        self.first_seen = first_seen
-        self.deadline = deadline
-        self.envelope = envelope
-
-
-def _envelope_ctx(msg: Message) -> _Context:
-    return (msg.routing_key, msg.reply_to, msg.correlation_id, msg.message_type)
-
-
-class Reassembler:
-    """Collects the chunks of split messages (any order) and hands out whole messages.
-
-    `feed` returns a message as soon as it is complete (at once for single-chunk messages).
-    Incomplete messages are handed out by `expire` once `wait_s` has passed since their first
-    chunk, marked invalid with the missing chunks replaced by ``#`` (reference behaviour; an
-    invalid request is then answered with 302). `now` must come from one monotonic clock.
-
-    Memory is bounded: at most `max_pending` partial messages (the oldest is expired early to make
-    room), at most `max_message_bytes` per message, at most `max_total_bytes` over all of them.
-    """
-
-    def __init__(self, wait_s: float = 1.0, *, max_pending: int = 1000,
-                 max_message_bytes: int = 64 * 1024 * 1024,
-                 max_total_bytes: int = 512 * 1024 * 1024) -> None:
-        self.wait_s = float(wait_s)
-        self.max_pending = max(1, int(max_pending))
-        self.max_message_bytes = int(max_message_bytes)
-        self.max_total_bytes = int(max_total_bytes)
-        self._pending: dict[str, _Pack] = {}
-        self._ready: list[tuple[float, Message]] = []  # evicted early, due now
-        self._total_bytes = 0
-        self._rejected: dict[str, None] = {}  # ids whose first chunk had undecodable headers
-
-    def __len__(self) -> int:
-        """Number of partial messages waiting for chunks."""
-        return len(self._pending)
-
-    def feed(self, routing_key: Any, body: Any, properties: Any,
-             now: float | None = None) -> Message | None:
-        """Add one AMQP message; returns the whole dripline message when it is complete."""
-        if now is None:
-            now = time.monotonic()
-        try:
-            return self._feed(routing_key, body, properties, now)
-        except DecodeError:
-            raise
-        except Exception as exc:
-            raise _wrap_unexpected(exc, routing_key, properties) from exc
-
-    def _feed(self, routing_key: Any, body: Any, properties: Any, now: float) -> Message | None:
-        message_id = getattr(properties, "message_id", None)
-        if type(message_id) is not str:
-            message_id = _loose_text(message_id)
-        if message_id[-4:] == "/0/1" and message_id.find("/") == len(message_id) - 4:
-            return decode(routing_key, body, properties)  # the common, unsplit case
-        base_id, index, total = _parse_message_id(message_id, (routing_key, properties))
-        if total == 1:
-            return decode(routing_key, body, properties)
-        body = _body_bytes(body)
-        size = len(body)
-        pack = self._pending.get(base_id)
-        if pack is None:
-            if base_id in self._rejected:
-                logger.debug("ignoring chunk %d/%d of rejected message %s", index, total, base_id)
-                return None
-            if (total - 1) * size > self.max_message_bytes:
-                raise _decode_error(f"message {base_id} would exceed {self.max_message_bytes} "
-                                    f"bytes ({total} chunks of {size})", 302,
-                                    _context_of(routing_key, properties))
-            try:
-                envelope = _decode_envelope(routing_key, properties)
-            except DecodeError:
-                self._remember_rejected(base_id)
-                raise
-            self._make_room(now)
-            pack = _Pack(total, now, now + self.wait_s, envelope)
-            self._pending[base_id] = pack
-        else:
-            if total != pack.total:
-                raise _decode_error(f"chunk {index}/{total} of message {base_id} disagrees with "
-                                    f"the {pack.total} chunks announced earlier", 302,
-                                    _envelope_ctx(pack.envelope))
-            if index in pack.chunks:
-                logger.warning("Received duplicate message chunk for message <%s>; chunk %d",
-                               base_id, index)
-                return None
-            if (pack.nbytes + size > self.max_message_bytes
-                    or (total - 1) * size > self.max_message_bytes):
-                raise _decode_error(f"message {base_id} exceeds {self.max_message_bytes} bytes; "
-                                    f"chunk {index} dropped", 302, _envelope_ctx(pack.envelope))
-        pack.chunks[index] = body
-        pack.nbytes += size
-        self._total_bytes += size
-        if len(pack.chunks) == pack.total:
-            del self._pending[base_id]
-            self._total_bytes -= pack.nbytes
-            msg = pack.envelope
-            msg.payload, msg.is_valid = _parse_body(
-                b"".join([pack.chunks[i] for i in range(pack.total)]))
-            return msg
-        while self._total_bytes > self.max_total_bytes and self._pending:
-            self._evict_oldest("total buffered bytes exceed the limit")
-        return None
-
-    def _remember_rejected(self, base_id: str) -> None:
-        self._rejected[base_id] = None
-        if len(self._rejected) > self.max_pending:
-            del self._rejected[next(iter(self._rejected))]
-
-    def _make_room(self, now: float) -> None:
-        while len(self._pending) >= self.max_pending:
-            self._evict_oldest(f"more than {self.max_pending} partial messages")
-
-    def _evict_oldest(self, reason: str) -> None:
-        base_id = next(iter(self._pending))
-        pack = self._pending.pop(base_id)
-        self._total_bytes -= pack.nbytes
-        logger.warning("giving up on partial message %s early (%s)", base_id, reason)
-        self._ready.append((pack.first_seen, self._incomplete(pack)))
-
-    @staticmethod
-    def _incomplete(pack: _Pack) -> Message:
-        chunks = pack.chunks
-        filler = b"#" * len(chunks[min(chunks)])
-        parts = []
-        for i in range(pack.total):
-            chunk = chunks.get(i)
-            parts.append(filler if chunk is None else chunk)
-        msg = pack.envelope
-        msg.payload = PayloadDict(invalid=b"".join(parts).decode("utf-8", "replace"),
-                                  error=_INCOMPLETE_ERROR)
-        msg.is_valid = False
-        return msg
-
-    def expire(self, now: float | None = None) -> list[Message]:
-        """Incomplete messages whose wait is over (plus any evicted early), marked invalid."""
-        if now is None:
-            now = time.monotonic()
-        out = [msg for _, msg in self._ready]
-        self._ready = []
-        pending = self._pending
-        while pending:
-            base_id = next(iter(pending))
-            pack = pending[base_id]
-            if pack.deadline > now:
-                break
-            del pending[base_id]
-            self._total_bytes -= pack.nbytes
-            logger.warning("Timed out waiting for chunks of message <%s> (%d of %d received)",
-                           base_id, len(pack.chunks), pack.total)
-            out.append(self._incomplete(pack))
-        return out
-
-    def next_deadline(self) -> float | None:
-        """When `expire` next has something to return (None when nothing is pending)."""
-        deadline: float | None = None
-        if self._ready:
-            deadline = min(first_seen for first_seen, _ in self._ready)
-        if self._pending:
-            first = self._pending[next(iter(self._pending))].deadline
-            deadline = first if deadline is None else min(deadline, first)
-        return deadline

@@ -29,10 +29,13 @@ from typing import Any, Iterable
 from dripline.protocol.errors import ConfigError, DecodeError
 from dripline.protocol.message import Message
 from dripline.service.service import Service
+from dripline.transport.ratelimit import LimitedLog
+from dripline.transport.receiver import ChunkReceiver, Incomplete
 
 __all__ = ["AlertConsumer", "AckTracker"]
 
 logger = logging.getLogger(__name__)
+_log = LimitedLog(logger)  # a stream of bad alerts is reported once per kind, then counted
 
 DEFAULT_DURABLE_PREFETCH = 1000
 
@@ -132,8 +135,9 @@ class AlertConsumer(Service):
         """The named groups of `alert_key_parser_re` in `routing_key` ({} with a warning if no match)."""
         match = self._alert_regex.match(routing_key)
         if match is None:
-            logger.warning("service %s: alert routing key %r does not match alert_key_parser_re %r",
-                           self.name, routing_key, self.alert_key_parser_re)
+            _log.warning(("key mismatch", self.name), "service %s: alert routing key %r does not "
+                         "match alert_key_parser_re %r", self.name, routing_key[:100],
+                         self.alert_key_parser_re)
             return {}
         return match.groupdict()
 
@@ -143,8 +147,8 @@ class AlertConsumer(Service):
             data = self.parse_routing_key(alert.routing_key)
             self.process_payload(_as_param(alert.payload), data, alert.timestamp)
         except Exception:
-            logger.exception("service %s: error while processing the alert %r (the alert is skipped; "
-                             "the service keeps running)", self.name, alert.routing_key)
+            _log.exception("service %s: error while processing the alert %r (the alert is skipped; "
+                           "the service keeps running)", self.name, alert.routing_key)
 
     def process_payload(self, payload: Any, routing_key_data: dict[str, Any], timestamp: str) -> None:
         """Override: handle one alert. `payload` is a scarab Param (``payload.to_python()``)."""
@@ -160,9 +164,11 @@ class AlertConsumer(Service):
             for key in self.alert_keys:
                 await conn.bind(queue, exchange, key)
             return
-        from dripline.transport.receiver import ChunkReceiver
         self._window.multiple_ok = False  # durable deliveries are acknowledged only once stored
-        self._durable_assembler = ChunkReceiver(self._expired_durable, wait_s=self.message_wait_ms / 1000)
+        self._durable_assembler = ChunkReceiver(
+            self._expired_durable, wait_s=self.message_wait_ms / 1000,
+            max_message_size=self.core.max_message_size,
+            max_pending_bytes=self.core.max_pending_bytes, label=f"service {self.name} alert queue")
         durable = await conn.declare_queue(name, exclusive=False, auto_delete=False, durable=True)
         for key in self.alert_keys:
             await conn.bind(durable, exchange, key)
@@ -206,16 +212,22 @@ class AlertConsumer(Service):
 
     def _on_durable_delivery(self, routing_key: str, body: bytes, properties: Any, ack: Any) -> None:
         delivery = self._acks.add(ack)
+        base_id = str(getattr(properties, "message_id", "") or "").split("/", 1)[0]
         try:
             msg = self._durable_assembler.feed(routing_key, body, properties)
         except DecodeError as err:
-            logger.warning("service %s: undecodable message on the alert queue (routing key %r): %s; "
-                           "dropped", self.name, routing_key, err.message)
-            self._acks.finish([delivery])
+            _log.warning(("undecodable alert", self.name, err.return_code),
+                         "service %s: undecodable message on the alert queue (routing key %r): %s; "
+                         "dropped", self.name, str(routing_key)[:100], err.message)
+            # a refused chunk may have ended its whole message: its other chunks are done too
+            held = self._durable_assembler.holds(base_id)
+            self._acks.finish([delivery, *([] if held else self._chunk_deliveries.pop(base_id, []))])
             return
         if msg is None:  # one chunk of a larger alert: acknowledged with the whole alert
-            base_id = str(getattr(properties, "message_id", "") or "").split("/", 1)[0]
-            self._chunk_deliveries.setdefault(base_id, []).append(delivery)
+            if self._durable_assembler.holds(base_id):
+                self._chunk_deliveries.setdefault(base_id, []).append(delivery)
+            else:  # a late or duplicate chunk of a message already handled or given up
+                self._acks.finish([delivery])
             return
         deliveries = self._chunk_deliveries.pop(msg.message_id, [])
         deliveries.append(delivery)
@@ -223,18 +235,20 @@ class AlertConsumer(Service):
 
     def _deliver_durable(self, msg: Message, deliveries: list[_Delivery]) -> None:
         if not msg.is_alert():
-            logger.warning("service %s: a %s message arrived on the alert queue (routing key %r); "
-                           "dropped", self.name, msg.message_type.name, msg.routing_key)
+            _log.warning(("not an alert", self.name), "service %s: a %s message arrived on the "
+                         "alert queue (routing key %r); dropped", self.name, msg.message_type.name,
+                         msg.routing_key[:100])
             self._acks.finish(deliveries)
             return
         try:
             self._deliver_alert(msg, deliveries)
         except Exception:
-            logger.exception("service %s: error while handling the alert %r; skipped", self.name,
-                             msg.routing_key)
+            _log.exception("service %s: error while handling the alert %r; skipped", self.name,
+                           msg.routing_key[:100])
             self._acks.finish(deliveries)
 
-    def _expired_durable(self, msg: Message) -> None:
+    def _expired_durable(self, incomplete: Incomplete) -> None:
+        msg = incomplete.message
         self._deliver_durable(msg, self._chunk_deliveries.pop(msg.message_id, []))
 
 

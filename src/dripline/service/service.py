@@ -30,13 +30,15 @@ from dripline.service.endpoint import Endpoint
 from dripline.protocol.errors import (ConfigError, ConnectionError_, DecodeError, DriplineError, TimeoutError_,
                          UnableToSendError)
 from dripline.protocol.message import Message, MsgAlert, MsgReply, MsgRequest, default_sender_info, op_t
-from dripline.transport.receiver import ChunkReceiver
+from dripline.transport.ratelimit import LimitedLog
+from dripline.transport.receiver import ChunkReceiver, Incomplete
 from dripline.client.request_sender import RequestSender
 from dripline.service.scheduler import Scheduler
 
 __all__ = ["Service"]
 
 logger = logging.getLogger(__name__)
+_log = LimitedLog(logger)  # what a remote sender can trigger is reported once, then counted
 
 ALERT_BUFFER_SIZE = 10000
 ACK_DELAY_S = 0.005  # longest wait of an acknowledgement that no finishing handler carries
@@ -183,7 +185,7 @@ class _Worker(Executor):
             try:
                 item()
             except BaseException:  # items report their own errors; never lose the thread
-                logger.exception("error in a worker task (the worker keeps running)")
+                _log.exception("error in a worker task (the worker keeps running)")
             del item
 
     def post(self, fn: Callable[[], Any]) -> None:
@@ -268,6 +270,10 @@ class Service(Endpoint, RequestSender):
 
         svc = Service("my_store", endpoints=[{"name": "peaches", "module": "KeyValueStore"}])
         svc.run()   # until SIGINT/SIGTERM
+
+    Chunked requests are reassembled within bounds: `max_message_size` (bytes of one message,
+    default 64 MiB) and `max_pending_bytes` (bytes all incomplete messages of the process may
+    hold, default 128 MiB); both may also be set in `dripline_mesh`.
     """
 
     request_denylist = frozenset({
@@ -287,17 +293,24 @@ class Service(Endpoint, RequestSender):
                  message_wait_ms: int = 1000, heartbeat_interval_s: float = 60,
                  username: Any = None, password: Any = None, authentication_obj: Any = None,
                  dripline_mesh: dict | None = None, timeout_s: float = 10,
-                 confirm_retcodes: bool = True, request_prefetch: int = 100, **kwargs: Any) -> None:
+                 confirm_retcodes: bool = True, request_prefetch: int = 100,
+                 max_message_size: int | None = None, max_pending_bytes: int | None = None,
+                 **kwargs: Any) -> None:
         heartbeat_interval_s = _number_option(name, "heartbeat_interval_s", heartbeat_interval_s,
                                               HEARTBEAT_MIN_S)
         loop_timeout_ms = _number_option(name, "loop_timeout_ms", loop_timeout_ms)
         message_wait_ms = _number_option(name, "message_wait_ms", message_wait_ms)
         request_prefetch = _count_option(name, "request_prefetch", request_prefetch)
+        if max_message_size is not None:
+            max_message_size = _count_option(name, "max_message_size", max_message_size)
+        if max_pending_bytes is not None:
+            max_pending_bytes = _count_option(name, "max_pending_bytes", max_pending_bytes, 4096)
         Endpoint.__init__(self, name, **kwargs)
         from dripline.client.session import Core
         self.core = Core(dripline_mesh, authentication_obj, make_connection=make_connection,
                          service_name=name, username=username, password=password,
-                         message_wait_ms=message_wait_ms, connection_name=f"dripline:{name}")
+                         message_wait_ms=message_wait_ms, connection_name=f"dripline:{name}",
+                         max_message_size=max_message_size, max_pending_bytes=max_pending_bytes)
         self.id = uuid.uuid4()
         self.broadcast_key = broadcast_key
         self.loop_timeout_ms = loop_timeout_ms
@@ -313,7 +326,10 @@ class Service(Endpoint, RequestSender):
         self.loop: asyncio.AbstractEventLoop | None = None
         self._worker: _Worker | None = None
         self._child_workers: dict[str, _Worker] = {}
-        self._receiver = ChunkReceiver(self._dispatch, wait_s=message_wait_ms / 1000)
+        self._receiver = ChunkReceiver(self._on_incomplete, wait_s=message_wait_ms / 1000,
+                                       max_message_size=self.core.max_message_size,
+                                       max_pending_bytes=self.core.max_pending_bytes,
+                                       label=f"service {name}")
         self._window = _AckWindow(request_prefetch)
         self._queues: list = []
         self._stop_event: asyncio.Event | None = None
@@ -664,14 +680,25 @@ class Service(Endpoint, RequestSender):
 
     def _reply_to_undecodable(self, err: DecodeError, properties: Any) -> None:
         reply_to = getattr(err, "reply_to", None) or getattr(properties, "reply_to", None)
-        logger.warning("service %s: undecodable message (%s)%s", self.name, err.message,
-                       "" if reply_to else "; no reply_to, dropped")
+        _log.warning(("undecodable", self.name, err.return_code),
+                     "service %s: undecodable message (%s)%s", self.name, err.message,
+                     "" if reply_to else "; no reply_to, dropped")
         if not reply_to:
             return
         reply = MsgReply.create(err.return_code, err.message, None, routing_key=reply_to)
         reply.correlation_id = getattr(err, "correlation_id", None) or \
             getattr(properties, "correlation_id", None) or ""
         self._send_now(self._stamp(reply))
+
+    def _on_incomplete(self, incomplete: Incomplete) -> None:
+        """A message whose chunks did not all arrive: a request is answered 302 at once, with a
+        short description of what was missing (never a payload the size of what it announced)."""
+        msg = incomplete.message
+        if not msg.is_request():
+            self._dispatch(msg)
+            return
+        if msg.reply_to:
+            self._send_now(self._stamp(msg.reply(302, incomplete.description, msg.payload)))
 
     def _stamp(self, msg: Message) -> Message:
         msg.sender_info = self.sender_info
@@ -736,7 +763,7 @@ class Service(Endpoint, RequestSender):
             try:
                 action()
             except Exception:
-                logger.exception("service %s: error in %r (the service keeps running)", self.name, action)
+                _log.exception("service %s: error in %r (the service keeps running)", self.name, action)
         if self.loop is None or self._worker is None:
             guarded()
             return

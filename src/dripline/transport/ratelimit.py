@@ -18,10 +18,11 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Hashable
 from typing import Any
 
-__all__ = ["RateLimiter", "LimitedLog", "exception_site", "DEFAULT_WINDOW_S"]
+__all__ = ["RateLimiter", "LimitedLog", "exception_site", "reset_all", "DEFAULT_WINDOW_S"]
 
 DEFAULT_WINDOW_S = 60.0
 _MAX_KEYS = 512
@@ -48,6 +49,17 @@ class _Source:
         self.text = text
 
 
+_limiters: weakref.WeakSet[RateLimiter] = weakref.WeakSet()
+
+
+def reset_all() -> None:
+    """Forget every source of every limiter, without summaries (test isolation: a test that
+    expects a traceback in its log must not depend on whether an earlier test logged it)."""
+    for limiter in list(_limiters):
+        with limiter._lock:
+            limiter._sources.clear()
+
+
 class RateLimiter:
     """Decides, per key, whether an occurrence is reported in full, and produces the summaries.
 
@@ -69,6 +81,7 @@ class RateLimiter:
         #: occurrences reported in full / left out, since creation
         self.reported = 0
         self.suppressed = 0
+        _limiters.add(self)
 
     def hit(self, key: Hashable, text: str = "") -> bool:
         now = self._clock()
