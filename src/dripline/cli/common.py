@@ -61,6 +61,7 @@ class Resolved:
     auth: Any
     ordered: list = field(default_factory=list)
     config_path: str | None = None
+    auth_file: str | None = None  # resolved path (dl-http-server reads its own 'http' group)
 
 
 def resolve(args: argparse.Namespace, words: list[str], defaults: dict | None = None,
@@ -87,7 +88,7 @@ def resolve(args: argparse.Namespace, words: list[str], defaults: dict | None = 
     auth = cfg.build_authentication(auth_file=auth_file, username=args.username,
                                     password=args.password, password_file=args.password_file,
                                     extra_groups=extra_auth_groups)
-    return Resolved(config, mesh, auth, ordered, path)
+    return Resolved(config, mesh, auth, ordered, path, auth_file)
 
 
 def setup_logging(verbose: int, quiet: int, default: int = logging.WARNING) -> None:
