@@ -54,3 +54,53 @@ def test_serve_does_not_take_a_non_config_file(tmp_path):
     (tmp_path / "notes.txt").write_text("name: x\n")
     r = cli("serve", "--check", "notes.txt", cwd=tmp_path)
     assert r.returncode == 2 and "unexpected argument 'notes.txt'" in r.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# dl-plugin new: the class is named after the plugin, from the chosen base
+
+@pytest.mark.parametrize("name, base, expected", [
+    ("thermo-sensor", "Entity", "ThermoSensorEntity"),
+    ("lakeShore336", "Entity", "LakeShore336Entity"),       # the user's capitals are kept
+    ("SR830", "KeyValueStore", "SR830Entity"),
+    ("cryo_plant", "Service", "CryoPlantService"),
+    ("lakeShore336", "EthernetSCPIService", "LakeShore336Service"),
+    ("level-entity", "Entity", "LevelEntity"),               # no "EntityEntity"
+])
+def test_plugin_class_is_named_after_the_plugin(name, base, expected):
+    from dripline.cli.plugin import class_name
+    assert class_name(name, base) == expected
+
+
+def test_plugin_class_name_can_be_chosen_but_not_a_builtin_one():
+    from dripline.cli.plugin import class_name
+    assert class_name("thermo", "Entity", "Thermometer") == "Thermometer"
+    with pytest.raises(ValueError, match="dripline already has"):
+        class_name("key-value-store", "Entity", "KeyValueStore")
+    with pytest.raises(ValueError, match="not a Python identifier"):
+        class_name("thermo", "Entity", "2fast")
+
+
+@pytest.mark.parametrize("base, module, parent", [
+    ("Entity", "entities", "(Entity)"),
+    ("KeyValueStore", "entities", "(KeyValueStore)"),
+    ("Service", "service", "(Service)"),
+    ("EthernetSCPIService", "service", "(EthernetSCPIService)"),
+])
+def test_plugin_new_writes_the_chosen_base(tmp_path, base, module, parent):
+    r = cli("plugin", "new", "cryo-plant", "--base", base, "--dir", str(tmp_path / "p"))
+    assert r.returncode == 0, r.stderr
+    cls = "CryoPlant" + ("Service" if "Service" in base else "Entity")
+    assert f"(class {cls}, from {base})" in r.stdout
+    code = (tmp_path / "p" / "src" / "cryo_plant" / f"{module}.py").read_text()
+    assert f"class {cls}{parent}:" in code
+    compile(code, module, "exec")
+    compile((tmp_path / "p" / "tests" / "test_cryo_plant.py").read_text(), "test", "exec")
+    assert f'{cls} = "cryo_plant.{module}:{cls}"' in (tmp_path / "p" / "pyproject.toml").read_text()
+    assert f"module: {cls}" in (tmp_path / "p" / "example.yaml").read_text()
+
+
+def test_plugin_new_refuses_an_unknown_base(tmp_path):
+    r = cli("plugin", "new", "cryo", "--base", "Thing", "--dir", str(tmp_path / "p"))
+    assert r.returncode == 2 and "invalid choice: 'Thing'" in r.stderr
+    assert not (tmp_path / "p").exists()

@@ -1,13 +1,15 @@
 """dl-plugin: create and inspect dripline plugins.
 
-    dl-plugin new NAME [--dir DIR] [--namespace]   generate a complete plugin package
+    dl-plugin new NAME [--base BASE] [--class CLS] [--dir DIR] [--namespace]
+                                                   generate a complete plugin package
     dl-plugin list [--json]                        every class dl-serve can build (= dl-serve --list)
     dl-plugin versions                             the sender_info.versions this process reports
 
 `new` writes a package that installs and passes its own test as generated: pyproject.toml, the
-plugin module (version from importlib.metadata, one example Entity), a test that runs the entity
-against the test broker with the `dl_endpoint` fixture of `dripline.testing`, an example service
-YAML, a Dockerfile and a README. By default the classes are declared as entry points (no namespace
+plugin module (version from importlib.metadata, one example class named after the plugin and
+derived from `--base`: Entity, KeyValueStore, Service or EthernetSCPIService), tests that run it
+against the test broker with the fixtures of `dripline.testing` (and, for the SCPI base, the
+simulated instrument), an example service YAML, a Dockerfile and a README. By default the classes are declared as entry points (no namespace
 folders); ``--namespace`` writes the reference's ``dripline/extensions/<name>/`` layout instead,
 which the reference implementation can load too.
 
@@ -22,7 +24,7 @@ import keyword
 import os
 import re
 import sys
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
 __all__ = ["main", "print_class_list", "new_plugin"]
 
@@ -88,7 +90,7 @@ _TAKEN_PACKAGES = frozenset({
 })
 
 
-def _names(name: str) -> dict[str, str]:
+def _names(name: str, base: str = "Entity", cls: str | None = None) -> dict[str, str]:
     if not _NAME_RE.fullmatch(name):
         raise ValueError(f"plugin name {name!r}: use letters, digits, '-' and '_', starting with a "
                          "letter (e.g. 'thermo-sensor')")
@@ -101,13 +103,50 @@ def _names(name: str) -> dict[str, str]:
                 else "clashes with a package dripline or its tools use")
         raise ValueError(f"plugin name {name!r} would make a package called {package!r}, which "
                          f"{what}; choose another (e.g. '{name}-plugin')")
-    cls = "".join(part.capitalize() for part in re.split(r"[-_]+", name) if part)
-    if not cls.endswith("Entity"):
-        cls += "Entity"
+    cls = class_name(name, base, cls)
     from dripline import __version__
     major_minor = ".".join(__version__.split(".")[:2])
     return {"name": name, "package": package, "cls": cls, "dripline_req": f"dripline>={major_minor}",
-            "endpoint": package}
+            "endpoint": package, "base": base, "module": BASES[base].module}
+
+
+class _Base(NamedTuple):
+    role: str     # the word a class name of this kind ends with
+    module: str   # the plugin module the class is written to
+
+
+#: the classes `dl-plugin new --base` can start from
+BASES: dict[str, _Base] = {
+    "Entity": _Base("Entity", "entities"),
+    "KeyValueStore": _Base("Entity", "entities"),
+    "Service": _Base("Service", "service"),
+    "EthernetSCPIService": _Base("Service", "service"),
+}
+
+_BUILTIN_NAMES = frozenset({"Entity", "Endpoint", "Service", "KeyValueStore", "EthernetSCPIService",
+                            "AlertConsumer", "HeartbeatMonitor", "PostgresSensorLogger",
+                            "SimpleSCPIEntity", "SimpleSCPIGetEntity", "SimpleSCPISetEntity",
+                            "FormatEntity", "SQLTable", "PostgreSQLInterface"})
+
+
+def class_name(name: str, base: str = "Entity", explicit: str | None = None) -> str:
+    """The generated class's name: the plugin's name in CamelCase (capitals the user wrote kept:
+    `lakeShore336` gives `LakeShore336Entity`), ending with the base's role word."""
+    if base not in BASES:
+        raise ValueError(f"unknown base {base!r}; choose one of {', '.join(BASES)}")
+    if explicit is not None:
+        cls = explicit
+        if not cls.isidentifier() or keyword.iskeyword(cls):
+            raise ValueError(f"class name {cls!r} is not a Python identifier")
+    else:
+        cls = "".join(part[0].upper() + part[1:] for part in re.split(r"[-_]+", name) if part)
+        role = BASES[base].role
+        if not cls.lower().endswith(role.lower()):
+            cls += role
+    if cls in _BUILTIN_NAMES:
+        raise ValueError(f"class name {cls!r} is a class dripline already has, so `module: {cls}` "
+                         "would be ambiguous; choose another with --class")
+    return cls
 
 
 # what both plugin layouts' pyproject.toml files share; each layout adds how its code is found
@@ -125,19 +164,21 @@ requires-python = ">=3.11"
 dependencies = ["{dripline_req}"]
 
 [project.optional-dependencies]
-test = ["pytest>=8"]
+test = ["pytest>=8", "pytest-asyncio>=0.24"]
 
 '''
 
 _PYPROJECT_TAIL = '''
 [tool.pytest.ini_options]
 testpaths = ["tests"]
+# dripline's test extra brings pytest-asyncio, which warns (DeprecationWarning) when this is unset
+asyncio_default_fixture_loop_scope = "function"
 '''
 
 _PYPROJECT_ENTRY = _PYPROJECT_HEAD + '''\
 # The classes this plugin adds: `module: {cls}` in a service YAML file builds one.
 [project.entry-points."dripline.extensions"]
-{cls} = "{package}.entities:{cls}"
+{cls} = "{package}.{module}:{cls}"
 
 [tool.setuptools.packages.find]
 where = ["src"]
@@ -160,7 +201,7 @@ every message it sends.
 """
 from importlib import metadata as _metadata
 
-from .entities import {cls}
+from .{module} import {cls}
 
 try:
     __version__ = _metadata.version("{name}")
@@ -181,7 +222,7 @@ from importlib import metadata as _metadata
 
 import scarab
 
-from .entities import {cls}
+from .{module} import {cls}
 
 version = scarab.VersionSemantic()
 try:
@@ -193,21 +234,24 @@ version.package = "{name}"
 __all__ = ["{cls}", "version"]
 '''
 
-_ENTITIES = '''\
-"""The endpoints of {name}. Replace the example with your instrument's logic."""
-from dripline.core import Entity, ThrowReply
-from dripline.service.calibrate import calibrate
+_CODE: dict[str, str] = {}
+_TESTS: dict[str, str] = {}
+_EXAMPLES: dict[str, str] = {}
+
+_CODE["Entity"] = '''\
+\"\"\"The endpoints of {name}. Replace the example with your instrument's logic.\"\"\"
+from dripline.core import Entity, ThrowReply, calibrate
 
 __all__ = ["{cls}"]
 
 
 class {cls}(Entity):
-    """An example endpoint: stores a number, reads it back plus `offset`.
+    \"\"\"An example endpoint: stores a number, reads it back plus `offset`.
 
     get -> {{"value_raw": stored + offset[, "value_cal": ...]}} (with `calibration`, e.g. '2*{{}}');
     set -> stores a number; cmd `reset` -> stores 0. Every keyword of the YAML entry except
     `module` reaches __init__ (unknown ones are reported by `dl-serve --check`).
-    """
+    \"\"\"
 
     def __init__(self, offset=0.0, **kwargs):
         Entity.__init__(self, **kwargs)
@@ -224,14 +268,95 @@ class {cls}(Entity):
         self._stored = value
 
     def reset(self):
-        """A command: `dl-agent cmd <endpoint> -s reset`."""
+        \"\"\"A command: `dl-agent cmd <endpoint> -s reset`.\"\"\"
         self._stored = 0.0
         return self._stored
 '''
 
-_TEST = '''\
-"""Tests of {name}: against the test broker (RabbitMQ on localhost:5672, or DRIPLINE_TEST_BROKER /
-DRIPLINE_TEST_PORT) with the fixtures of dripline.testing, and without any broker."""
+_CODE["KeyValueStore"] = '''\
+\"\"\"The endpoints of {name}. Replace the example with your instrument's logic.\"\"\"
+from dripline.core import ThrowReply
+from dripline.implementations import KeyValueStore
+
+__all__ = ["{cls}"]
+
+
+class {cls}(KeyValueStore):
+    \"\"\"An example endpoint: a stored set-point that refuses values outside [minimum, maximum].
+
+    KeyValueStore already answers get (the stored value, calibrated with `calibration`) and stores
+    on set; this class adds the limits. Every keyword of the YAML entry except `module` reaches
+    __init__: `initial_value`, `calibration`, `log_interval` ... go on to KeyValueStore.
+    \"\"\"
+
+    def __init__(self, minimum=None, maximum=None, **kwargs):
+        KeyValueStore.__init__(self, **kwargs)
+        self.minimum = minimum
+        self.maximum = maximum
+
+    def on_set(self, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ThrowReply("service_error_invalid_value", f"{{self.name}} takes a number, not {{value!r}}")
+        if (self.minimum is not None and value < self.minimum) or \\
+                (self.maximum is not None and value > self.maximum):
+            raise ThrowReply("service_error_invalid_value",
+                             f"{{self.name}}: {{value}} is outside [{{self.minimum}}, {{self.maximum}}]")
+        KeyValueStore.on_set(self, value)
+'''
+
+_CODE["Service"] = '''\
+\"\"\"The service of {name}. Replace the example with your own commands.\"\"\"
+from dripline.core import Service
+
+__all__ = ["{cls}"]
+
+
+class {cls}(Service):
+    \"\"\"An example service with a command of its own: `dl-agent cmd <service> -s summary`.
+
+    A service answers requests addressed to its own name; its public methods are its commands.
+    Its endpoints come from the `endpoints:` list of the YAML file as usual. Every keyword of the
+    YAML file except `module` and `endpoints` reaches __init__ (`name`, `site` ...).
+    \"\"\"
+
+    def __init__(self, site="lab", **kwargs):
+        Service.__init__(self, **kwargs)
+        self.site = site
+
+    def summary(self):
+        \"\"\"A command: where this service runs and the names of its endpoints.\"\"\"
+        names = sorted([*self.sync_children, *self.async_children])
+        return {{"site": self.site, "endpoints": names}}
+'''
+
+_CODE["EthernetSCPIService"] = '''\
+\"\"\"The instrument service of {name}. Replace the example with your instrument's commands.\"\"\"
+from dripline.implementations import EthernetSCPIService
+
+__all__ = ["{cls}"]
+
+
+class {cls}(EthernetSCPIService):
+    \"\"\"An instrument on a TCP socket (`socket_info`), with a command of its own.
+
+    EthernetSCPIService connects, sends each command with `command_terminator`, reads the answer
+    up to `response_terminator`, and reconnects when needed; SCPI endpoints (SimpleSCPIEntity,
+    FormatEntity ...) in `endpoints:` use it. `dl-agent cmd <service> -s identify` asks *IDN?.
+    \"\"\"
+
+    def identify(self):
+        \"\"\"A command: the instrument's *IDN? answer, split into its four fields.\"\"\"
+        fields = [part.strip() for part in self.send_to_device(["*IDN?"]).split(",")]
+        fields += [""] * (4 - len(fields))
+        return dict(zip(("maker", "model", "serial", "firmware"), fields))
+'''
+
+_TEST_HEAD = '''\
+\"\"\"Tests of {name}: against the test broker (RabbitMQ on localhost:5672, or DRIPLINE_TEST_BROKER /
+DRIPLINE_TEST_PORT) with the fixtures of dripline.testing, and without any broker.\"\"\"
+'''
+
+_TESTS["Entity"] = _TEST_HEAD + '''\
 from dripline.core import MsgRequest, op_t
 
 from {import_from} import {cls}
@@ -256,7 +381,64 @@ def test_a_handler_without_a_broker():
     assert reply.return_code == 304  # service_error_invalid_value
 '''
 
-_EXAMPLE_YAML = '''\
+_TESTS["KeyValueStore"] = _TEST_HEAD + '''\
+from dripline.core import MsgRequest, op_t
+
+from {import_from} import {cls}
+
+
+def test_set_then_get(dl_endpoint):
+    thing = dl_endpoint("{cls}", initial_value=1.0, minimum=0, maximum=10, calibration="2*{{}}")
+    assert thing.get() == {{"value_raw": 1.0, "value_cal": 2.0}}
+    thing.set(4)
+    assert thing.get() == {{"value_raw": 4, "value_cal": 8}}
+
+
+def test_a_value_outside_the_limits_is_refused_without_a_broker():
+    thing = {cls}(name="thing", initial_value=1.0, maximum=10)
+    reply = thing.on_request_message(MsgRequest.create({{"values": [11]}}, op_t.set, "thing"))
+    assert reply.return_code == 304  # service_error_invalid_value
+    assert "outside" in reply.return_message
+'''
+
+_TESTS["Service"] = _TEST_HEAD + '''\
+from dripline.testing import unique_name
+
+
+def test_summary_command(dl_service, dl_interface):
+    name, setpoint = unique_name("{package}"), unique_name("setpoint")
+    dl_service({{"name": name, "module": "{cls}", "site": "test bench", "heartbeat_interval_s": 0,
+                "endpoints": [{{"name": setpoint, "module": "KeyValueStore", "initial_value": 1}}]}})
+    assert dl_interface.cmd(name, "summary") == {{"site": "test bench", "endpoints": [setpoint]}}
+    assert dl_interface.get(setpoint)["value_raw"] == 1
+'''
+
+_TESTS["EthernetSCPIService"] = _TEST_HEAD + '''\
+import pytest
+
+from dripline.implementations.sim import SimulatedSCPIInstrument
+from dripline.testing import unique_name
+
+
+@pytest.fixture
+def instrument():
+    \"\"\"dripline's simulated SCPI power supply on a free loopback port.\"\"\"
+    with SimulatedSCPIInstrument() as sim:
+        yield sim
+
+
+def test_identify_and_an_scpi_endpoint(dl_service, dl_interface, instrument):
+    name, voltage = unique_name("{package}"), unique_name("voltage")
+    dl_service({{"name": name, "module": "{cls}", "heartbeat_interval_s": 0,
+                "socket_info": f"('127.0.0.1', {{instrument.port}})",
+                "command_terminator": "\\n", "response_terminator": "\\n",
+                "endpoints": [{{"name": voltage, "module": "SimpleSCPIEntity", "base_str": "SOUR:VOLT"}}]}})
+    assert dl_interface.cmd(name, "identify")["maker"] == "dripline"
+    dl_interface.set(voltage, 2.5)
+    assert float(dl_interface.get(voltage)["value_raw"]) == 2.5
+'''
+
+_EXAMPLES["Entity"] = '''\
 # dl-serve -c example.yaml        (after `python -m pip install .`)
 # dl-agent set {endpoint} 2 ; dl-agent get {endpoint} ; dl-agent cmd {endpoint} -s reset
 name: {package}_service
@@ -265,6 +447,46 @@ endpoints:
     module: {cls}
     offset: 1.0
     calibration: '2*{{}}'
+'''
+
+_EXAMPLES["KeyValueStore"] = '''\
+# dl-serve -c example.yaml        (after `python -m pip install .`)
+# dl-agent set {endpoint} 2 ; dl-agent get {endpoint} ; dl-agent set {endpoint} 99  (refused)
+name: {package}_service
+endpoints:
+  - name: {endpoint}
+    module: {cls}
+    initial_value: 1.0
+    minimum: 0
+    maximum: 10
+    calibration: '2*{{}}'
+'''
+
+_EXAMPLES["Service"] = '''\
+# dl-serve -c example.yaml        (after `python -m pip install .`)
+# dl-agent cmd {package}_service -s summary ; dl-agent get {endpoint}_setpoint
+name: {package}_service
+module: {cls}
+site: lab
+endpoints:
+  - name: {endpoint}_setpoint
+    module: KeyValueStore
+    initial_value: 0
+'''
+
+_EXAMPLES["EthernetSCPIService"] = '''\
+# dl-sim-scpi --port 5025 &       (dripline's simulated instrument; or your instrument's address)
+# dl-serve -c example.yaml        (after `python -m pip install .`)
+# dl-agent cmd {package}_service -s identify ; dl-agent set {endpoint}_voltage 2.5
+name: {package}_service
+module: {cls}
+socket_info: "('127.0.0.1', 5025)"
+command_terminator: "\\n"
+response_terminator: "\\n"
+endpoints:
+  - name: {endpoint}_voltage
+    module: SimpleSCPIEntity
+    base_str: "SOUR:VOLT"
 '''
 
 _DOCKERFILE = '''\
@@ -282,7 +504,8 @@ CMD ["dl-serve", "-c", "/usr/local/src/{package}/example.yaml"]
 _README = '''\
 # {name}
 
-A dripline plugin. It adds the class `{cls}` to what `dl-serve` can build.
+A dripline plugin. It adds the class `{cls}` (derived from `{base}`) to what `dl-serve` can
+build.
 
     python -m pip install -e '.[test]'
     dl-serve --list | grep {cls}
@@ -292,17 +515,18 @@ A dripline plugin. It adds the class `{cls}` to what `dl-serve` can build.
 `dl-serve --list` shows the class, where it comes from and its version; the service and the tests
 need a RabbitMQ on localhost:5672 (or DRIPLINE_TEST_BROKER / DRIPLINE_TEST_PORT for the tests).
 
-Edit `{where}` to implement your endpoints; {how}
+Edit `{where}` to implement your {what}; {how}
 '''
 
 _GITIGNORE = "__pycache__/\n*.egg-info/\nbuild/\ndist/\n"
 
 
 def new_plugin(name: str, directory: str | None = None, namespace: bool = False,
-               force: bool = False) -> list[str]:
-    """Write the plugin package; returns the files written. ValueError for a bad name or a
-    non-empty target folder (unless `force`); OSError when the files cannot be written."""
-    names = _names(name)
+               force: bool = False, base: str = "Entity", cls: str | None = None) -> list[str]:
+    """Write the plugin package; returns the files written. ValueError for a bad name, base or
+    class name, or a non-empty target folder (unless `force`); OSError when the files cannot be
+    written."""
+    names = _names(name, base, cls)
     target = os.path.abspath(directory or name)
     if os.path.exists(target) and os.listdir(target) and not force:
         raise ValueError(f"{target} exists and is not empty (use --force to write into it)")
@@ -324,17 +548,19 @@ def new_plugin(name: str, directory: str | None = None, namespace: bool = False,
         import_from = p
         how = ("declare each new class under `[project.entry-points.\"dripline.extensions\"]` in "
                "pyproject.toml and reinstall.")
-    where = os.path.join(code_dir, "entities.py").replace(os.sep, "/")
+    code_file = os.path.join(code_dir, names["module"] + ".py")
+    where = code_file.replace(os.sep, "/")
     files.update({
-        os.path.join(code_dir, "entities.py"): _ENTITIES,
-        os.path.join("tests", f"test_{p}.py"): _TEST,
-        "example.yaml": _EXAMPLE_YAML,
+        code_file: _CODE[base],
+        os.path.join("tests", f"test_{p}.py"): _TESTS[base],
+        "example.yaml": _EXAMPLES[base],
         "Dockerfile": _DOCKERFILE,
         "README.md": _README,
         ".gitignore": _GITIGNORE,
         ".dockerignore": _GITIGNORE,
     })
-    values = dict(names, import_from=import_from, where=where, how=how)
+    what = "service" if BASES[base].role == "Service" else "endpoints"
+    values = dict(names, import_from=import_from, where=where, how=how, what=what)
     written = []
     for rel, template in files.items():
         path = os.path.join(target, rel)
@@ -356,6 +582,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     new = sub.add_parser("new", help="generate a complete plugin package")
     new.add_argument("name", help="distribution name of the plugin, e.g. thermo-sensor")
+    new.add_argument("--base", choices=list(BASES), default="Entity",
+                     help="the class the generated one derives from (default: Entity)")
+    new.add_argument("--class", dest="class_name", metavar="NAME",
+                     help="name of the generated class (default: the plugin's name in CamelCase "
+                          "plus Entity or Service, e.g. ThermoSensorEntity)")
     new.add_argument("--dir", help="where to write it (default: ./NAME)")
     new.add_argument("--namespace", action="store_true",
                      help="use the reference's dripline/extensions/<name>/ layout instead of entry points")
@@ -380,7 +611,8 @@ def run(args: Any) -> int:
         sys.stdout.write("\n")
         return 0
     try:
-        written = new_plugin(args.name, args.dir, args.namespace, args.force)
+        written = new_plugin(args.name, args.dir, args.namespace, args.force, args.base,
+                             args.class_name)
     except ValueError as err:
         print(f"dl-plugin: {err}", file=sys.stderr)
         return 2
@@ -390,7 +622,9 @@ def run(args: Any) -> int:
               file=sys.stderr)
         return 1
     root = os.path.abspath(args.dir or args.name)
-    print(f"dl-plugin: wrote plugin {args.name!r} to {root} ({len(written)} files). Next:\n"
+    cls = class_name(args.name, args.base, args.class_name)
+    print(f"dl-plugin: wrote plugin {args.name!r} (class {cls}, from {args.base}) to {root} "
+          f"({len(written)} files). Next:\n"
           f"    cd {_shell_path(root)} && python -m pip install -e '.[test]' && python -m pytest\n"
           f"    dl-serve -c example.yaml    (or: python -m dripline.cli.serve -c example.yaml)")
     return 0
