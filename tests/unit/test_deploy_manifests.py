@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -460,3 +462,57 @@ def test_cluster_credential_files_are_ignored_by_git() -> None:
         path = K8S / "overlays" / "cluster" / "secrets" / name
         run = subprocess.run([git, "-C", str(ROOT), "check-ignore", "-q", str(path)], timeout=30)
         assert run.returncode == 0, f"{path} would be committed"
+
+
+# --------------------------------------------------------- broker users: script and security page
+
+def _doc_rabbitmqctl_commands() -> list[list[str]]:
+    """The `rabbitmqctl set_permissions` / `set_topic_permissions` commands of docs/security.md."""
+    text = (ROOT / "docs" / "security.md").read_text().replace("\\\n", " ")
+    return [shlex.split(line.strip()[2:]) for line in text.splitlines()
+            if line.strip().startswith("$ rabbitmqctl set_")]
+
+
+def test_users_script_applies_the_recipes_of_the_security_page(tmp_path: Path) -> None:
+    """setup-users.sh run against a stand-in rabbitmqctl that records its calls: it sets exactly
+    the permissions docs/security.md gives, and passwords go to standard input, never argv."""
+    log = tmp_path / "calls.jsonl"
+    shim = tmp_path / "bin" / "rabbitmqctl"
+    shim.parent.mkdir()
+    shim.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        "stdin = sys.stdin.read() if {'add_user', 'change_password'} & set(sys.argv) else None\n"
+        "with open(os.environ['CALLS'], 'a') as f:\n"
+        "    f.write(json.dumps({'argv': sys.argv[1:], 'stdin': stdin}) + '\\n')\n")
+    shim.chmod(0o755)
+    secrets = tmp_path / "secrets"
+    passwords = {}
+    for secret, user in (("broker-my-store", "my_store"), ("broker-sensor-logger", "sensor_data_logger"),
+                         ("broker-operator", "operator"), ("broker-monitor", "monitor")):
+        (secrets / secret).mkdir(parents=True)
+        (secrets / secret / "username").write_text(user)
+        passwords[user] = f"pw of {user} 'with' $pecial chars"
+        (secrets / secret / "password").write_text(passwords[user])
+    env = {**os.environ, "PATH": f"{shim.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "CALLS": str(log), "SECRETS": str(secrets), "RABBITMQ_NODE": "rabbit@test",
+           "RABBITMQCTL_OPTS": "--longnames"}
+    run = subprocess.run(["sh", str(K8S / "base" / "rabbitmq" / "setup-users.sh")], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    applied = []
+    for call in calls:
+        argv = call["argv"]
+        assert argv[:4] == ["--longnames", "--node", "rabbit@test", "--quiet"], argv
+        command = argv[4:]
+        for password in passwords.values():
+            assert password not in " ".join(argv), "a password on rabbitmqctl's command line"
+        if command[0] == "add_user":
+            assert call["stdin"] == passwords[command[1]]
+        if command[0] in ("set_permissions", "set_topic_permissions"):
+            assert command[1:3] == ["--vhost", "/"]
+            applied.append([command[0], "-p", "/", *command[3:]])
+    assert {c["argv"][4] for c in calls} >= {"await_startup", "list_users", "add_user"}
+    assert len(applied) == 9, "four users' permissions, five topic permissions"
+    assert sorted(["rabbitmqctl", *c] for c in applied) == sorted(_doc_rabbitmqctl_commands())
