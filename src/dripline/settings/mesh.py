@@ -32,9 +32,13 @@ MESH_DEFAULTS: dict[str, Any] = {
 # service level. We accept them so documented configs load; the service layer decides what to use.
 _TOLERATED_MESH_KEYS = ("loop_timeout_ms", "message_wait_ms", "heartbeat_interval_s")
 
+# Reassembly limits of every receiver in the process (defaults in dripline.protocol.chunks):
+# bytes of one reassembled message, and bytes all incomplete messages may hold together.
+_LIMIT_MESH_KEYS = ("max_message_size", "max_pending_bytes")
+
 #: Every key accepted inside ``dripline_mesh``.
 MESH_KEYS: tuple[str, ...] = (*MESH_DEFAULTS, "make_connection", "return_codes",
-                              *_TOLERATED_MESH_KEYS)
+                              *_TOLERATED_MESH_KEYS, *_LIMIT_MESH_KEYS)
 
 MESH_FILE_NAME = ".dripline_mesh.yaml"
 
@@ -45,6 +49,7 @@ _MESH_TYPES: dict[str, str] = {
     "broker_port": "port", "max_payload_size": "positive", "max_connection_attempts": "count",
     "make_connection": "bool", "return_codes": "codes",
     "loop_timeout_ms": "number", "message_wait_ms": "number", "heartbeat_interval_s": "number",
+    "max_message_size": "positive", "max_pending_bytes": "positive",
 }
 
 
