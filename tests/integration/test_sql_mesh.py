@@ -53,8 +53,9 @@ def table(engine):
         conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
 
 
-def table_endpoint(table_name, name="values_table", **kwargs):
-    conf = {"name": name, "module": "SQLTable", "table_name": table_name,
+def table_endpoint(table_name, name=None, **kwargs):
+    # a name of its own: the first-mesh example serves `values_table` on the same broker
+    conf = {"name": name or unique_name("values_table"), "module": "SQLTable", "table_name": table_name,
             "required_insert_names": ["sensor_name", "timestamp", "value_raw"],
             "optional_insert_names": ["value_cal"]}
     conf.update(kwargs)
@@ -63,7 +64,7 @@ def table_endpoint(table_name, name="values_table", **kwargs):
 
 def logger_config(table_name, sensor, **kwargs):
     conf = {"name": unique_name("sensor_logger"), "module": "PostgresSensorLogger",
-            "insertion_table_endpoint_name": "values_table", "heartbeat_interval_s": 0,
+            "heartbeat_interval_s": 0,
             "alert_keys": [f"sensor_value.{sensor}"],
             "alert_key_parser_re": r"sensor_value\.(?P<sensor_name>\w+)",
             "database_name": "test", "database_server": "127.0.0.1",
@@ -476,15 +477,16 @@ def test_a_clean_restart_with_durable_queue_keeps_alerts_sent_meanwhile(engine, 
 def test_dl_serve_logger_writes_to_sqlite_with_setup_sql(tmp_path):
     sensor = unique_name("lite")
     db = tmp_path / "sensors.db"
+    values = unique_name("values_table")
     conf = {"name": unique_name("lite_logger"), "module": "PostgresSensorLogger",
-            "insertion_table_endpoint_name": "values_table", "heartbeat_interval_s": 0,
+            "insertion_table_endpoint_name": values, "heartbeat_interval_s": 0,
             "alert_keys": [f"sensor_value.{sensor}"], "database_url": f"sqlite:///{db}",
             "dripline_mesh": test_mesh(),
             "setup_sql": textwrap.dedent("""\
                 CREATE TABLE IF NOT EXISTS numeric_data (
                     sensor_name TEXT NOT NULL, "timestamp" TEXT NOT NULL,
                     value_raw REAL NOT NULL, value_cal REAL)"""),
-            "endpoints": [table_endpoint("numeric_data")]}
+            "endpoints": [table_endpoint("numeric_data", name=values)]}
     config_path = _write_yaml(tmp_path / "logger.yaml", conf)
     proc = _serve(config_path, tmp_path / "logger.log")
     try:
