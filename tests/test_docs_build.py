@@ -30,6 +30,7 @@ KEY_PAGES = [
     "compatibility.html",
     "design-notes.html",
     "internals.html",
+    "security.html",
 ]
 
 
