@@ -7,6 +7,9 @@ from dripline.testing import test_mesh, unique_name
 
 from .endpoints import Echo
 
+# private RabbitMQ nodes for tests that restart or kill a broker (never the shared one)
+from ..brokers import private_rabbit, rabbit_cluster, tls_rabbit  # noqa: F401
+
 
 @pytest.fixture(autouse=True)
 def _needs_broker(rabbitmq):
