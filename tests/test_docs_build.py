@@ -161,3 +161,18 @@ def test_docstring_prose_cannot_break_the_generated_pages() -> None:
     plain = html.unescape(re.sub(r"<[^>]+>", "", html_out))
     assert "a *b c|d hbmon_ [1]_" in plain and "x_y" in plain and "a*b" in plain
     assert "back\\slash a stray ` here" in plain
+
+
+@pytest.mark.integration
+def test_the_testing_guide_examples_pass_against_the_broker(tmp_path: Path) -> None:
+    """The self-contained test examples of howto/testing.md run green as written (real broker)."""
+    text = (DOCS / "howto" / "testing.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S)
+              if "dl_service" in b and "thermo_sensor" not in b and "ThermoSensorEntity" not in b]
+    assert blocks, "no self-contained example in the testing guide"
+    (tmp_path / "test_guide.py").write_text("\n\n".join(blocks), encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             str(tmp_path / "test_guide.py")],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert re.search(r"\b2 passed\b", result.stdout)
