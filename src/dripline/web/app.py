@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import importlib.metadata
 import importlib.resources
 import logging
 import re
@@ -450,8 +451,10 @@ def create_app(dl: AsyncInterface, settings: GatewaySettings | None = None,
     """The aiohttp application; `dl` is the one AsyncInterface every mesh request goes through."""
     settings = settings or GatewaySettings()
     if not version:
-        from dripline import __version__
-        version = __version__
+        try:  # not `dripline.__version__`: importing the package root would import the plugins
+            version = importlib.metadata.version("dripline")
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown"
     gw = Gateway(dl, settings, credentials or Credentials(), version)
     app = web.Application(middlewares=[gw.headers_middleware],
                           client_max_size=settings.max_body_bytes,

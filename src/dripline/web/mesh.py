@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_\-:+@/]{1,200}$")
 MAX_PAYLOAD_CHARS = 2000
+MAX_DESCRIBE_BYTES = 256 * 1024
 MAX_SERVICES = 2000
 MAX_ENDPOINTS = 20000
 DEFAULT_HISTORY_POINTS = 300
@@ -93,6 +94,18 @@ def _bounded(payload: Any) -> Any:
     if len(text) <= MAX_PAYLOAD_CHARS:
         return payload
     return text[:MAX_PAYLOAD_CHARS].decode("utf-8", "ignore") + "…"
+
+
+def _description(payload: dict) -> dict | None:
+    """A describe payload to keep, or None when it is unreasonably large (a page would choke)."""
+    try:
+        size = len(orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS, default=str))
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+    if size > MAX_DESCRIBE_BYTES:
+        logger.warning("describe of %r is %d bytes; not shown", str(payload.get("name"))[:100], size)
+        return None
+    return payload
 
 
 def _now() -> float:
@@ -433,9 +446,9 @@ class MeshWatcher:
         except DriplineError as err:
             code, message, payload = err.return_code, err.message, None
         if code == 0 and isinstance(payload, dict):
-            service.describe = _bounded(payload) if not isinstance(_bounded(payload), str) else None
-            names = payload.get("endpoints") if isinstance(payload.get("endpoints"), list) else []
-            for name in names:
+            service.describe = _description(payload)
+            names = payload.get("endpoints")
+            for name in names if isinstance(names, list) else []:
                 if isinstance(name, str) and NAME_RE.match(name) and name not in service.endpoints:
                     service.endpoints.append(name)
         else:
@@ -456,8 +469,7 @@ class MeshWatcher:
         except DriplineError as err:
             code, message, payload = err.return_code, err.message, None
         if code == 0 and isinstance(payload, dict):
-            described = _bounded(payload)
-            endpoint.describe = described if isinstance(described, dict) else None
+            endpoint.describe = _description(payload)
         else:
             endpoint.describe_error = f"{code}: {str(message)[:200]}"
         self._emit({"t": "ep", "e": endpoint.public()})
