@@ -296,6 +296,32 @@ class Service(Endpoint, RequestSender):
                  confirm_retcodes: bool = True, request_prefetch: int = 100,
                  max_message_size: int | None = None, max_pending_bytes: int | None = None,
                  **kwargs: Any) -> None:
+        """
+        Args:
+            name: the service's name on the mesh: requests to it and to its endpoints are routed
+                by it, and a second service of the same name is refused.
+            make_connection: false builds the service without contacting the broker (tests,
+                ``dl-serve --check``).
+            endpoints: the endpoint mappings (``name``, ``module``, keywords) built with the
+                service.
+            add_endpoints_now: false leaves building them to ``add_endpoints_from_config()``,
+                for subclasses that must prepare something first (a database connection).
+            enable_scheduling: run scheduled actions, such as an entity's ``log_interval``
+                logging (dl-serve turns it on).
+            broadcast_key: routing key that reaches every service (``<key>.#``).
+            loop_timeout_ms: the reference's consumer poll period; accepted, changes nothing here.
+            message_wait_ms: how long the rest of a chunked message is waited for.
+            heartbeat_interval_s: seconds between heartbeat alerts (0: none; else at least 0.1).
+            username: broker user (the auth file or DRIPLINE_USER is preferred).
+            password: broker password (the auth file or DRIPLINE_PASSWORD is preferred).
+            timeout_s: default timeout of the requests the service sends itself
+                (``self.service.get(...)`` in a handler).
+            confirm_retcodes: whether those requests raise on a non-zero return code.
+            request_prefetch: how many requests the broker hands the service before they are
+                acknowledged.
+            max_message_size: largest reassembled message, in bytes (default 64 MiB).
+            max_pending_bytes: bytes all incomplete chunked messages may hold (default 128 MiB).
+        """
         heartbeat_interval_s = _number_option(name, "heartbeat_interval_s", heartbeat_interval_s,
                                               HEARTBEAT_MIN_S)
         loop_timeout_ms = _number_option(name, "loop_timeout_ms", loop_timeout_ms)
