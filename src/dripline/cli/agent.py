@@ -216,7 +216,8 @@ def _save(reply: Any, path: str | None) -> None:
         with open(path, "w") as fh:
             if path.endswith((".yaml", ".yml")):
                 import yaml
-                yaml.safe_dump(reply.payload, fh)
+                from dripline.protocol.payload import plain  # views are not YAML-safe types
+                yaml.safe_dump(plain(reply.payload), fh)
             else:
                 json.dump(reply.payload, fh, indent=2)
     except OSError as err:
