@@ -131,6 +131,10 @@ class FormatEntity(Entity):
                  set_value_lowercase: bool = True, set_value_map: dict | str | None = None,
                  extract_raw_regex: str | None = None, resend_on_timeout: str | None = None,
                  **kwargs: Any) -> None:
+        """
+        Args:
+            set_value_lowercase: lower-case a string value before `set_value_map` and `set_str`.
+        """
         where = f"FormatEntity {kwargs.get('name', '')!r}"
         self._resend_on_timeout = _entity_resend_choice(resend_on_timeout, where)
         for option, text in (("get_str", get_str), ("set_str", set_str)):

@@ -246,6 +246,11 @@ class EthernetSCPIService(Service):
                  reconnect_test: str | None = "1", command_terminator: str = "",
                  response_terminator: str | None = None, reply_echo_cmd: bool = False,
                  resend_on_timeout: str = "auto", **kwargs: Any) -> None:
+        """
+        Args:
+            command_terminator: appended to every command sent (often ``"\\n"``).
+            response_terminator: where an answer ends (often ``"\\n"``); required.
+        """
         where = f"EthernetSCPIService {kwargs.get('name', '')!r}"
         try:
             self._socket_timeout = _positive_seconds(socket_timeout, "socket_timeout")

@@ -116,6 +116,15 @@ class HeartbeatMonitor(AlertConsumer):
     def __init__(self, time_between_checks_s: float = 20, warning_threshold_s: float = 120,
                  critical_threshold_s: float = 300, add_unknown_heartbeats: bool = True,
                  endpoint_name_prefix: str = "hbmon_", **kwargs: Any) -> None:
+        """
+        Args:
+            time_between_checks_s: seconds between two ratings of every watched service.
+            warning_threshold_s: a service silent for longer than this is WARNING.
+            critical_threshold_s: a service silent for longer than this is CRITICAL.
+            add_unknown_heartbeats: start tracking a service as soon as its first heartbeat
+                arrives, as endpoint ``<endpoint_name_prefix><service>``.
+            endpoint_name_prefix: the name prefix of the trackers added that way.
+        """
         add_now = kwargs.pop("add_endpoints_now", True)
         default_keys = kwargs.get("alert_keys") is None
         default_re = not kwargs.get("alert_key_parser_re")

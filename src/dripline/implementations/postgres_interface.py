@@ -103,6 +103,11 @@ class PostgreSQLInterface:
 
     def __init__(self, database_name: str | None = None, database_server: str | None = None,
                  database_url: str | None = None, **kwargs: Any) -> None:
+        """
+        Args:
+            database_url: any SQLAlchemy URL (``sqlite:///data.db`` needs no server); it wins
+                over `database_name` and `database_server`.
+        """
         self.database_name = database_name
         self.database_server = database_server
         self.database_url = database_url
@@ -220,6 +225,11 @@ class SQLTable(Endpoint):
                  required_insert_names: list | None = None, return_col_names: list | None = None,
                  optional_insert_names: list | None = None, default_insert_values: dict | None = None,
                  **kwargs: Any) -> None:
+        """
+        Args:
+            table_name: the database table this endpoint reads and writes.
+            schema: the table's schema (PostgreSQL), when not the default one.
+        """
         Endpoint.__init__(self, **kwargs)
         if not table_name or not isinstance(table_name, str):
             raise ConfigError(f"SQLTable {self.name!r}: table_name must be a non-empty string")

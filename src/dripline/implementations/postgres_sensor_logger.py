@@ -113,6 +113,11 @@ class PostgresSensorLogger(AlertConsumer, PostgreSQLInterface):
                  flush_interval_s: float = 0.1, buffer_size: int = 100_000,
                  retry_interval_s: float = 2.0, stop_timeout_s: float = 10.0,
                  setup_sql: str | None = None, **kwargs: Any) -> None:
+        """
+        Args:
+            insertion_table_endpoint_name: the ``SQLTable`` endpoint (of this service) that
+                each alert is inserted into.
+        """
         kwargs.pop("add_endpoints_now", None)
         if kwargs.get("alert_keys") is None:
             kwargs["alert_keys"] = list(DEFAULT_ALERT_KEYS)

@@ -133,6 +133,25 @@ class Entity(Endpoint):
                  max_interval: Any = 0, max_absolute_change: Any = 0,
                  max_fractional_change: Any = 0, check_field: str = "value_cal",
                  calibration: Any = None, **kwargs: Any) -> None:
+        """
+        Args:
+            get_on_set: answer a set with a fresh get, so the reply carries the value read back.
+            log_on_set: send the value as an alert after each set (no get_on_set needed).
+            log_routing_key_prefix: the logged alerts go to ``<prefix>.<endpoint name>``.
+            log_interval: check the value this often (seconds, a dict of timedelta keywords or a
+                timedelta; 0: never) and send it as an alert when it is due.
+            max_interval: with it, a checked value is logged only when this many seconds passed
+                since the last logged one, or when it changed by more than the limits below;
+                0 logs every check.
+            max_absolute_change: log a checked value that moved by more than this.
+            max_fractional_change: log a checked value that moved by more than this fraction
+                (of the mean of the old and new values).
+            check_field: the field of the get result compared: ``value_cal``, else
+                ``value_raw``, else the whole result.
+            calibration: how ``@calibrate`` turns the raw value into ``value_cal``: an
+                expression with ``{}`` for the raw value (``'2*{}'``) or a dict from raw to
+                calibrated values; checked when the entity is built.
+        """
         Endpoint.__init__(self, **kwargs)
         self._get_on_set = bool(get_on_set)
         self._log_on_set = bool(log_on_set)
