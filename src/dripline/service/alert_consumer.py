@@ -118,7 +118,7 @@ class AlertConsumer(Service):
         self.durable_queue = durable_queue
         self.durable_prefetch = max(1, min(int(durable_prefetch), 65535))
         self._acks = AckTracker()
-        self._durable_assembler = None
+        self._durable_assembler: ChunkReceiver | None = None
         self._chunk_deliveries: dict[str, list[_Delivery]] = {}
 
     # ------------------------------------------------------------------ reference API
@@ -213,18 +213,20 @@ class AlertConsumer(Service):
     def _on_durable_delivery(self, routing_key: str, body: bytes, properties: Any, ack: Any) -> None:
         delivery = self._acks.add(ack)
         base_id = str(getattr(properties, "message_id", "") or "").split("/", 1)[0]
+        assembler = self._durable_assembler
+        assert assembler is not None, "durable deliveries before the durable queue was bound"
         try:
-            msg = self._durable_assembler.feed(routing_key, body, properties)
+            msg = assembler.feed(routing_key, body, properties)
         except DecodeError as err:
             _log.warning(("undecodable alert", self.name, err.return_code),
                          "service %s: undecodable message on the alert queue (routing key %r): %s; "
                          "dropped", self.name, str(routing_key)[:100], err.message)
             # a refused chunk may have ended its whole message: its other chunks are done too
-            held = self._durable_assembler.holds(base_id)
+            held = assembler.holds(base_id)
             self._acks.finish([delivery, *([] if held else self._chunk_deliveries.pop(base_id, []))])
             return
         if msg is None:  # one chunk of a larger alert: acknowledged with the whole alert
-            if self._durable_assembler.holds(base_id):
+            if assembler.holds(base_id):
                 self._chunk_deliveries.setdefault(base_id, []).append(delivery)
             else:  # a late or duplicate chunk of a message already handled or given up
                 self._acks.finish([delivery])

@@ -720,7 +720,7 @@ class Service(Endpoint, RequestSender):
         """A message whose chunks did not all arrive: a request is answered 302 at once, with a
         short description of what was missing (never a payload the size of what it announced)."""
         msg = incomplete.message
-        if not msg.is_request():
+        if not isinstance(msg, MsgRequest):
             self._dispatch(msg)
             return
         if msg.reply_to:
