@@ -176,3 +176,15 @@ def test_the_testing_guide_examples_pass_against_the_broker(tmp_path: Path) -> N
                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert re.search(r"\b2 passed\b", result.stdout)
+
+
+def test_tutorial_keyword_excerpt_is_what_dl_serve_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    """The tutorial shows part of `dl-serve --list KeyValueStore`: every line shown is printed."""
+    text = (DOCS / "tutorial" / "index.md").read_text(encoding="utf-8")
+    block = re.search(r"\$ dl-serve --list KeyValueStore\n(.*?)\n\.\.\.\n", text, flags=re.S)
+    assert block, "the tutorial no longer shows dl-serve --list KeyValueStore"
+    from dripline.cli import serve
+    assert serve.print_class_keywords("KeyValueStore") == 0
+    printed = capsys.readouterr().out.splitlines()
+    for line in block.group(1).splitlines():
+        assert line in printed, f"tutorial line not printed by dl-serve --list: {line!r}"
