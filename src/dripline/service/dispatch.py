@@ -216,14 +216,16 @@ class RequestHandler:
 
     def on_reply_message(self, message: Any) -> None:
         """A reply addressed to this handler; the default only logs (the reference raises)."""
-        logger.warning("%s received a reply message it does not handle (routing key %r); ignored",
-                       self._handler_label(), getattr(message, "routing_key", None))
+        _log.warning((self._handler_label(), "reply"), "%s received a reply message it does not "
+                     "handle (routing key %r); ignored", self._handler_label(),
+                     str(getattr(message, "routing_key", None))[:100])
         return None
 
     def on_alert_message(self, message: Any) -> None:
         """An alert delivered to this handler; the default only logs (the reference raises)."""
-        logger.warning("%s received an alert message it does not handle (routing key %r); ignored",
-                       self._handler_label(), getattr(message, "routing_key", None))
+        _log.warning((self._handler_label(), "alert"), "%s received an alert message it does not "
+                     "handle (routing key %r); ignored", self._handler_label(),
+                     str(getattr(message, "routing_key", None))[:100])
         return None
 
     # ---- lock state ----------------------------------------------------------------------
