@@ -291,3 +291,34 @@ def test_malformed_reply_from_a_broadcast_does_not_end_the_collection(bad_replie
         replies = iface.send_request_all(build_request(op_t.get, bad_replier, "gzip", None, None),
                                          timeout_s=0.5)
     assert replies == []
+
+
+def test_dl_mon_shows_an_undecodable_flood_once_and_incomplete_messages_small(raw):
+    import subprocess
+    import sys
+    key = unique_name("sensor_value.bounds")
+    mon = subprocess.Popen([sys.executable, "-m", "dripline.cli.mon", "-a", key, "-n", "2"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "watching" in mon.stderr.readline()
+        alert = dict(message_type=4)
+        for i in range(100):  # undecodable: a malformed message id
+            raw.ch.basic_publish("alerts", key, b"1", pika.BasicProperties(
+                content_encoding="application/json", message_id=f"x/{i}", headers=_headers(**alert)))
+        # the first chunk of a message announcing a million chunks: shown once its wait is over
+        raw.ch.basic_publish("alerts", key, b"0123456789", pika.BasicProperties(
+            content_encoding="application/json", message_id=f"{uuid.uuid4()}/0/1000000",
+            headers=_headers(**alert)))
+        raw.ch.basic_publish("alerts", key, b'{"value": 3}', pika.BasicProperties(
+            content_encoding="application/json", message_id=f"{uuid.uuid4()}/0/1",
+            headers=_headers(**alert)))
+        out, err = mon.communicate(timeout=30)
+    finally:
+        if mon.poll() is None:
+            mon.kill()
+    lines = out.strip().splitlines()
+    assert sum(line.startswith("undecodable message on") for line in lines) == 1, out
+    assert lines[-1].startswith("... 99 more undecodable messages like this"), out  # at exit
+    shown = [line for line in lines if "undecodable" not in line]
+    assert len(shown) == 2 and '{"value": 3}' in shown[0]
+    assert '"missing_chunks": "1-999999"' in shown[1] and len(shown[1]) < 1024
