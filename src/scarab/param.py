@@ -220,8 +220,8 @@ class ParamArray(Param):
         for i, value in enumerate(to_param(other).as_array()):
             if i >= len(self._items):
                 self._items.append(value)
-            elif isinstance(self._items[i], ParamNode) and isinstance(value, ParamNode):
-                self._items[i].merge(value)
+            elif isinstance(current := self._items[i], ParamNode) and isinstance(value, ParamNode):
+                current.merge(value)
             else:
                 self._items[i] = value
 
@@ -248,8 +248,9 @@ def to_param(obj: Any) -> Param:
     """Plain Python data as a Param tree (a Param is returned as it is).
 
     None -> Param, bool/int/float/str -> ParamValue, list -> ParamArray, dict (str keys) ->
-    ParamNode. Tuples, sets and other objects raise TypeError: silently turning them into lists
-    would hide bugs in payload construction.
+    ParamNode; an object with ``to_python()`` (a message payload view) by its plain data.
+    Tuples, sets and other objects raise TypeError: silently turning them into lists would hide
+    bugs in payload construction.
     """
     if isinstance(obj, Param):
         return obj
@@ -261,6 +262,9 @@ def to_param(obj: Any) -> Param:
         return ParamArray(obj)
     if isinstance(obj, dict):
         return ParamNode(obj)
+    to_python = getattr(obj, "to_python", None)
+    if callable(to_python) and not isinstance(obj, type):
+        return to_param(to_python())  # a payload view (PayloadNull, PayloadBool ...)
     raise TypeError(f"cannot convert {type(obj).__name__} to a scarab Param "
                     f"(use None, bool, int, float, str, list or dict)")
 

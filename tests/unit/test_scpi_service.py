@@ -514,3 +514,16 @@ def test_a_slow_instrument_stays_202_when_the_reconnect_test_is_slow_too(svc, si
     assert err.return_code == 202 and "reconnecting to send it again failed" in err.message
     sim.delay = 0
     assert svc.send_to_device("VOLT?") == "0.0"
+
+
+# ---- the service's own built-ins are not shadowed by its instrument plumbing ------------------
+
+def test_lock_instruction_and_requests_from_the_service_still_work():
+    from dripline.core import MsgRequest, op_t
+    from dripline.protocol.errors import DriplineError
+    svc = make(free_port())
+    reply = svc.on_request_message(MsgRequest.create(msg_op=op_t.cmd, routing_key="scpi_unit",
+                                                     specifier="lock", reply_to="me"))
+    assert reply.return_code == 0 and svc.is_locked
+    with pytest.raises(DriplineError, match="not running"):  # RequestSender's path, not SCPI's
+        svc.get("somebody")

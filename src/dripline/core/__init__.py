@@ -12,7 +12,8 @@ from typing import Any
 _EXPORTS: dict[str, str] = {
     # errors
     "DriplineError": "exceptions", "DecodeError": "exceptions", "ConfigError": "exceptions",
-    "UnableToSendError": "exceptions",
+    "UnableToSendError": "exceptions", "throw_dripline_error": "exceptions",
+    "throw_message": "exceptions",
     # return codes
     "ReturnCode": "return_codes", "add_return_code": "return_codes",
     "get_return_code_values": "return_codes", "get_return_codes_map": "return_codes",

@@ -220,6 +220,7 @@ class FormatEntity(Entity):
         except (IndexError, KeyError, ValueError, AttributeError) as err:
             raise ThrowReply(_INVALID_VALUE, f"set_value_map {table!r} cannot be formatted with "
                                              f"{value!r}: {type(err).__name__}: {err}") from None
+        assert self._evaluate is not None  # built in __init__ for an expression map
         try:
             result = self._evaluate(expression)
         except ThrowReply as err:

@@ -187,7 +187,9 @@ def resend_choice(value: Any, option: str = "resend_on_timeout") -> str:
 
 def _units(command: str) -> list[str]:
     """The ``;``-separated program units of a command (``;`` inside double quotes is kept)."""
-    units, current, quoted = [], [], False
+    units: list[str] = []
+    current: list[str] = []
+    quoted = False
     for char in command:
         if char == '"':
             quoted = not quoted
@@ -273,12 +275,13 @@ class EthernetSCPIService(Service):
         self._answers_here = 0
         self._used = False
         self._keeps_connections: bool | None = None
-        self._lock = threading.Lock()
+        # not `_lock` (the handler of the `lock` instruction) nor `_exchange` (RequestSender's)
+        self._io_lock = threading.Lock()
         self._closing = False
         Service.__init__(self, **kwargs)
         if checking_only():  # dl-serve --check: the instrument is not contacted
             return
-        with self._lock:
+        with self._io_lock:
             try:
                 self._connect()
             except ThrowReply as err:
@@ -301,7 +304,7 @@ class EthernetSCPIService(Service):
     @socket_info.setter
     def socket_info(self, value: Any) -> None:
         info = _invalid_value(parse_socket_info, value)
-        with self._lock:  # the next command connects to the new address
+        with self._io_lock:  # the next command connects to the new address
             self._socket_info = info
             self._keeps_connections = None  # another instrument: nothing known about it
             self._close()
@@ -370,7 +373,7 @@ class EthernetSCPIService(Service):
             _invalid_value(resend_choice, resend_on_timeout)
         if kwargs:
             logger.debug("%s: send_to_device ignores %s", self.name, sorted(kwargs))
-        with self._lock:
+        with self._io_lock:
             answers = []
             retried = False
             for command in commands:
@@ -393,7 +396,7 @@ class EthernetSCPIService(Service):
                                              f"{err.message}") from None
                     on_used = self._used
                     try:
-                        answer = self._exchange(command)
+                        answer = self._exchange_command(command)
                     except _Broken as err:
                         self._close()
                         if retried or self._closing:
@@ -450,7 +453,7 @@ class EthernetSCPIService(Service):
 
     def reconnect(self) -> bool:
         """Close the connection and connect again (runs cmd_at_reconnect); 201 on failure."""
-        with self._lock:
+        with self._io_lock:
             self._close()
             self._connect()
         return True
@@ -469,11 +472,11 @@ class EthernetSCPIService(Service):
 
     def _shutdown_socket(self) -> None:
         """Close the instrument connection, also while a handler may be waiting on it."""
-        if self._lock.acquire(timeout=0.1):
+        if self._io_lock.acquire(timeout=0.1):
             try:
                 self._close()
             finally:
-                self._lock.release()
+                self._io_lock.release()
             return
         sock = self._socket
         if sock is not None:  # a handler is reading: wake it up, it closes the socket itself
@@ -530,7 +533,7 @@ class EthernetSCPIService(Service):
                         pass
                     continue
                 step = f"sending {command!r}"
-                last = self._exchange(command)
+                last = self._exchange_command(command)
         except (_Broken, _NoAnswer, ThrowReply) as err:
             self._close()
             raise ThrowReply(_CONNECTION_ERROR, f"Failed connection test with {self._where()} "
@@ -542,7 +545,7 @@ class EthernetSCPIService(Service):
                                                 f"expected {self.reconnect_test!r}, got {last!r}")
         logger.log(level, "%s: connected to %s", self.name, self._where())
 
-    def _exchange(self, command: str) -> str:
+    def _exchange_command(self, command: str) -> str:
         """Send one command and return its answer (terminator removed)."""
         sock = self._socket
         assert sock is not None

@@ -46,6 +46,14 @@ service's worker thread:
   is on, in which case they wait in the broker.
 * Without configuration, `alert_keys` is ``["sensor_value.#"]`` and `alert_key_parser_re` extracts
   ``sensor_name`` from the second token.
+* ``deduplicate: true`` stores each alert once: its message id goes into a ``message_id`` column,
+  which must be the table's unique key (``ALTER TABLE numeric_data ADD COLUMN message_id text
+  UNIQUE``), and rows whose id is already stored are left out (``INSERT ... ON CONFLICT DO
+  NOTHING``; PostgreSQL or SQLite). With `durable_queue` this turns at-least-once delivery into
+  exactly-once storage: an alert redelivered after a crash or a lost broker node, or sent again
+  by its service with the same id, is not stored twice. ``queue_type: quorum`` keeps the waiting
+  alerts on every node of a cluster; several loggers may share one durable queue (see
+  AlertConsumer and docs/howto/scaling.md).
 
 A subclass that overrides `process_payload` or `on_alert_message` gets the reference's behaviour
 (one call per alert on the worker thread); calling ``PostgresSensorLogger.process_payload`` from
@@ -71,7 +79,8 @@ from dripline.protocol.errors import ConfigError
 from dripline.protocol.message import Message
 from dripline.assembly.validation import checking_only
 
-from .postgres_interface import PostgreSQLInterface, SQLTable, _short, database_unavailable
+from .postgres_interface import (PostgreSQLInterface, SQLTable, _short, database_unavailable,
+                                 has_unique_key)
 
 __all__ = ["PostgresSensorLogger"]
 
@@ -79,6 +88,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_ALERT_KEYS = ["sensor_value.#"]
 DEFAULT_PARSER_RE = r"sensor_value\.(?P<sensor_name>[^.]+)"
+#: the column that holds each alert's message id when `deduplicate` is on (its unique key)
+MESSAGE_ID_COLUMN = "message_id"
 _WARN_EVERY_S = 30.0
 # after stop_timeout_s: how long the writer may take to notice its aborted connection
 _ABORT_GRACE_S = 1.0
@@ -112,11 +123,14 @@ class PostgresSensorLogger(AlertConsumer, PostgreSQLInterface):
     def __init__(self, insertion_table_endpoint_name: str, batch_size: int = 1000,
                  flush_interval_s: float = 0.1, buffer_size: int = 100_000,
                  retry_interval_s: float = 2.0, stop_timeout_s: float = 10.0,
-                 setup_sql: str | None = None, **kwargs: Any) -> None:
+                 setup_sql: str | None = None, deduplicate: bool = False, **kwargs: Any) -> None:
         """
         Args:
             insertion_table_endpoint_name: the ``SQLTable`` endpoint (of this service) that
                 each alert is inserted into.
+            deduplicate: store each alert once, keyed on its message id in the table's unique
+                ``message_id`` column (insert-or-ignore); exactly-once storage together with
+                ``durable_queue``.
         """
         kwargs.pop("add_endpoints_now", None)
         if kwargs.get("alert_keys") is None:
@@ -124,6 +138,10 @@ class PostgresSensorLogger(AlertConsumer, PostgreSQLInterface):
         if not kwargs.get("alert_key_parser_re"):
             kwargs["alert_key_parser_re"] = DEFAULT_PARSER_RE
         name = kwargs.get("name", "?")
+        if not isinstance(deduplicate, bool):
+            raise ConfigError(f"service {name!r}: deduplicate must be true or false, not {deduplicate!r}")
+        self.deduplicate = deduplicate
+        self._dedupe_checked = False
         self.batch_size = _positive_int(batch_size, "batch_size", name)
         self.buffer_size = _positive_int(buffer_size, "buffer_size", name)
         # durable queue: the broker hands over at most what the buffer holds; the rest waits there
@@ -172,6 +190,24 @@ class PostgresSensorLogger(AlertConsumer, PostgreSQLInterface):
             raise ConfigError(f"service {self.name!r}: insertion_table_endpoint_name "
                               f"{insertion_table_endpoint_name!r} is not one of its SQLTable endpoints "
                               f"({', '.join(tables) or 'none configured'})")
+        if deduplicate and table.table is not None:  # read already: check it now, not at the first alert
+            self._check_dedupe_table(table)
+
+    def _check_dedupe_table(self, table: SQLTable) -> None:
+        """ConfigError unless the table has a `message_id` column that is its unique key; without
+        one, duplicates would be stored silently (or the ids dropped)."""
+        if self._dedupe_checked or table.table is None:
+            return
+        if MESSAGE_ID_COLUMN not in table.columns:
+            raise ConfigError(f"service {self.name!r}: deduplicate needs a {MESSAGE_ID_COLUMN!r} column "
+                              f"in table {table.qualified_name!r}, unique (ALTER TABLE "
+                              f"{table.qualified_name} ADD COLUMN {MESSAGE_ID_COLUMN} text UNIQUE)")
+        if not has_unique_key(table.table, MESSAGE_ID_COLUMN):
+            raise ConfigError(f"service {self.name!r}: deduplicate needs the column "
+                              f"{MESSAGE_ID_COLUMN!r} of table {table.qualified_name!r} to be "
+                              f"unique (CREATE UNIQUE INDEX ON {table.qualified_name} "
+                              f"({MESSAGE_ID_COLUMN}))")
+        self._dedupe_checked = True
 
     # the reference's explicit resolution of the diamond
     def add_child(self, endpoint: Any) -> bool:
@@ -189,6 +225,8 @@ class PostgresSensorLogger(AlertConsumer, PostgreSQLInterface):
         if deliveries:
             self._tls.deliveries = None  # the row now carries the acknowledgement
         routing_key = getattr(self._tls, "routing_key", "") or ""
+        if self.deduplicate:
+            row[MESSAGE_ID_COLUMN] = getattr(self._tls, "message_id", None) or None
         self._enqueue(_Row(table, row, routing_key, deliveries or ()))
 
     def _table(self, name: str | None) -> SQLTable:
@@ -217,6 +255,7 @@ class PostgresSensorLogger(AlertConsumer, PostgreSQLInterface):
         if not self._fast_path:
             def handle() -> None:
                 self._tls.deliveries, self._tls.routing_key = deliveries, msg.routing_key
+                self._tls.message_id = msg.message_id
                 try:
                     self.on_alert_message(msg)
                 finally:
@@ -228,6 +267,8 @@ class PostgresSensorLogger(AlertConsumer, PostgreSQLInterface):
             table = self._table(None)
             row = self._make_row(table, msg.payload, self.parse_routing_key(msg.routing_key),
                                  msg.timestamp)
+            if self.deduplicate:
+                row[MESSAGE_ID_COLUMN] = msg.message_id or None
         except Exception as err:
             self.counters["skipped"] += 1
             logger.error("%s: alert %r not stored: %s", self.name, msg.routing_key,
@@ -364,7 +405,7 @@ class PostgresSensorLogger(AlertConsumer, PostgreSQLInterface):
                     if remaining <= 0:
                         break
                     self._cond.wait(remaining)
-            batch = []
+            batch: list[_Row] = []
             while buffer and len(batch) < self.batch_size:
                 batch.append(buffer.popleft())
             self._in_flight = len(batch)
@@ -487,9 +528,17 @@ class PostgresSensorLogger(AlertConsumer, PostgreSQLInterface):
             part = work.pop()
             try:
                 conn = self._connection()
+                if self.deduplicate and not self._dedupe_checked:
+                    for table, _ in _groups(part):
+                        table.ensure_table()  # its own connection: conn has no transaction yet
+                        try:
+                            self._check_dedupe_table(table)
+                        except ConfigError as err:  # keep the rows (and, durable, the alerts)
+                            remaining = [row for chunk in work for row in chunk] + part
+                            raise _Unavailable(err, remaining) from None
                 with conn.begin():
                     for table, group in _groups(part):
-                        table.insert_rows(conn, group)
+                        table.insert_rows(conn, group, ignore_conflicts=self.deduplicate)
             except (sa_exc.SQLAlchemyError, ConfigError) as err:
                 if isinstance(err, sa_exc.NoSuchTableError) or database_unavailable(err):
                     remaining = [row for chunk in work for row in chunk] + part

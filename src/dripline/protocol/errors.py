@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["DriplineError", "DecodeError", "ConfigError", "ConnectionError_", "TimeoutError_",
-           "UnableToSendError"]
+           "UnableToSendError", "throw_dripline_error", "throw_message"]
 
 
 class DriplineError(RuntimeError):
@@ -63,6 +63,19 @@ class TimeoutError_(DriplineError):
 
     def __init__(self, message: str, return_code: int = 404, payload: Any = None):
         super().__init__(message, return_code, payload)
+
+
+# The reference's compiled module exports two functions that raise from C++, so that its tests
+# can check how those errors reach Python; code written against it may call them too.
+
+def throw_dripline_error(message: str = "") -> None:
+    """Raise DriplineError(`message`): how a dripline error thrown by the C++ core arrives."""
+    raise DriplineError(message)
+
+
+def throw_message(message: str = "") -> None:
+    """Raise a plain RuntimeError, as the reference does when its core throws a message object."""
+    raise RuntimeError(f"Thrown message:\n{message}" if message else "Thrown message")
 
 
 # "did you mean"

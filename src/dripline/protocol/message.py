@@ -55,6 +55,7 @@ from typing import Any, ClassVar
 import orjson
 
 from dripline.protocol.errors import DecodeError, DriplineError
+from dripline.protocol.payload import NULL_PAYLOAD, PayloadDict, PayloadList, reference_view, view
 from dripline.protocol.specifier import Specifier
 from dripline.protocol.version import get_versions
 
@@ -481,37 +482,7 @@ def loads_payload(body: bytes) -> Any:
         return _json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
 
 
-class PayloadDict(dict):
-    """A payload object: a plain dict that also has the reference's ``.to_python()``.
-
-    Reference-era code calls ``payload.to_python()`` on what it is handed (a scarab ParamNode
-    there), e.g. ``insert_data.update(a_payload.to_python())`` or ``reply.payload.to_python()``.
-    Message payloads that are objects or arrays are therefore these dict / list subclasses; new
-    code uses them as the plain dict / list they are.
-    """
-
-    __slots__ = ()
-
-    def to_python(self) -> dict:
-        return dict(self)
-
-
-class PayloadList(list):
-    """A payload array: a plain list that also has the reference's ``.to_python()``."""
-
-    __slots__ = ()
-
-    def to_python(self) -> list:
-        return list(self)
-
-
-def _payload_view(payload: Any) -> Any:
-    t = type(payload)
-    if t is dict:
-        return PayloadDict(payload)
-    if t is list:
-        return PayloadList(payload)
-    return payload
+_payload_view = view
 
 
 def _parse_body(body: bytes) -> tuple[Any, bool]:
@@ -531,6 +502,14 @@ def _plain_payload(payload: Any) -> Any:
     if to_python is not None and callable(to_python):
         return _payload_view(to_python())  # a scarab Param: reference-era code
     return payload
+
+
+def _spec_text(spec: Specifier) -> str:
+    """The specifier's text; a re-parsed Specifier (reference-style ``spec.parse(s)``) included."""
+    return str.__str__(spec) if type(spec) is Specifier else spec.to_string()
+
+
+_NO_PAYLOAD: Any = object()  # reply() called without a payload
 
 
 # --------------------------------------------------------------------------------------------
@@ -613,9 +592,12 @@ def _check_encoding(encoding: Any) -> None:
 class Message:
     """Fields common to requests, replies and alerts; payload is plain Python data.
 
-    Object / array payloads of decoded messages, of replies, and of messages created from a scarab
-    Param are `PayloadDict` / `PayloadList` (a dict / list that also has ``.to_python()``); a
-    request or alert built here keeps the payload object it was given.
+    Payloads of decoded messages, of replies, and of messages created from a scarab Param are
+    views (`dripline.protocol.payload`): the plain dict, list, str, int or float, also answering
+    the reference's Param calls (``is_node()``, ``to_python()`` ...). Messages made by the
+    reference's factories (``create()``, ``request.reply()``) answer them for every type, null
+    and booleans included; a request or alert built with the constructor keeps the payload
+    object it was given.
 
     `message_id` holds only the uuid part (no ``/i/N``); it is generated on the first `encode` when
     empty. `is_valid` is False when the body could not be parsed or chunks were missing (the
@@ -697,7 +679,7 @@ class Message:
             sender_info = self.sender_info = default_sender_info()
         headers = {
             "message_type": _MSG_T_U32[mtype],
-            "specifier": str.__str__(self._specifier),
+            "specifier": _spec_text(self._specifier),
             "timestamp": timestamp,
             "sender_info": sender_info,
         }
@@ -723,7 +705,7 @@ class Message:
         """All fields as plain data (the reference's message param)."""
         fields = {
             "routing_key": self.routing_key,
-            "specifier": str.__str__(self._specifier),
+            "specifier": _spec_text(self._specifier),
             "correlation_id": self.correlation_id,
             "message_id": self.message_id,
             "reply_to": self.reply_to,
@@ -782,8 +764,10 @@ class MsgRequest(Message):
                sender_info: dict[str, Any] | None = None) -> MsgRequest:
         """Reference-compatible factory (positional order as in dripline-python)."""
         _check_encoding(encoding)
-        return cls(payload, msg_op, routing_key, specifier, reply_to, lockout_key=lockout_key,
-                   correlation_id=correlation_id, sender_info=sender_info)
+        request = cls(payload, msg_op, routing_key, specifier, reply_to, lockout_key=lockout_key,
+                      correlation_id=correlation_id, sender_info=sender_info)
+        request.payload = reference_view(request.payload)
+        return request
 
     @property
     def lockout_key(self) -> uuid.UUID:
@@ -798,10 +782,18 @@ class MsgRequest(Message):
         return True
 
     def reply(self, return_code: Any = 0, return_message: str = "",
-              payload: Any = None) -> MsgReply:
-        """The reply to this request: routed to its reply_to, same correlation id."""
-        return MsgReply(return_code, return_message, payload, self.reply_to, "",
-                        correlation_id=self.correlation_id)
+              payload: Any = _NO_PAYLOAD) -> MsgReply:
+        """The reply to this request: routed to its reply_to, same correlation id.
+
+        Without a payload (the reference's default, a null Param) the reply's payload is the
+        null view, which answers ``is_null()``; an explicit None stays None.
+        """
+        reply = MsgReply(return_code, return_message,
+                         None if payload is _NO_PAYLOAD else payload, self.reply_to, "",
+                         correlation_id=self.correlation_id)
+        if payload is _NO_PAYLOAD:
+            reply.payload = NULL_PAYLOAD
+        return reply
 
     def _extra_headers(self, headers: dict[str, Any]) -> None:
         op = self.message_operation
@@ -850,10 +842,13 @@ class MsgReply(Message):
         if isinstance(routing_key, MsgRequest):
             msg_request, routing_key = routing_key, ""
         if msg_request is not None:
-            return cls(return_code, return_message, payload, msg_request.reply_to, "",
-                       correlation_id=msg_request.correlation_id, sender_info=sender_info)
-        return cls(return_code, return_message, payload, routing_key, specifier,
-                   correlation_id=correlation_id, sender_info=sender_info)
+            reply = cls(return_code, return_message, payload, msg_request.reply_to, "",
+                        correlation_id=msg_request.correlation_id, sender_info=sender_info)
+        else:
+            reply = cls(return_code, return_message, payload, routing_key, specifier,
+                        correlation_id=correlation_id, sender_info=sender_info)
+        reply.payload = reference_view(reply.payload)
+        return reply
 
     def is_reply(self) -> bool:
         return True
@@ -892,7 +887,9 @@ class MsgAlert(Message):
                encoding: Any = None, *, sender_info: dict[str, Any] | None = None) -> MsgAlert:
         """Reference-compatible factory."""
         _check_encoding(encoding)
-        return cls(payload, routing_key, specifier, sender_info=sender_info)
+        alert = cls(payload, routing_key, specifier, sender_info=sender_info)
+        alert.payload = reference_view(alert.payload)
+        return alert
 
     def is_alert(self) -> bool:
         return True

@@ -198,7 +198,9 @@ def guide_device_values() -> list[Value]:
 
 def _split_units(line: str) -> list[str]:
     """Split a program line on ``;`` outside double quotes."""
-    units, current, quoted = [], [], False
+    units: list[str] = []
+    current: list[str] = []
+    quoted = False
     for char in line:
         if char == '"':
             quoted = not quoted
@@ -212,7 +214,9 @@ def _split_units(line: str) -> list[str]:
 
 
 def _split_params(text: str) -> list[str]:
-    params, current, quoted = [], [], False
+    params: list[str] = []
+    current: list[str] = []
+    quoted = False
     for char in text:
         if char == '"':
             quoted = not quoted
