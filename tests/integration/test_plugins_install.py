@@ -3,13 +3,18 @@ dl-agent run from those environments.
 
 Two environments cover both install modes of both packages:
 
-* ``regular``: dripline as installed for this test run (seen through --system-site-packages, here
-  an editable install) + the jitter example plugin installed normally;
+* ``regular``: dripline installed editable from this source tree (as the README's test command
+  installs it) + the jitter example plugin installed normally;
 * ``editable``: dripline installed normally into the venv (from a copy of this source tree) + the
   jitter plugin installed with ``pip install -e`` (a setuptools import hook, not a folder).
 
-Nothing is installed into the environment running the tests. The venvs are built once per module;
-every subprocess has a timeout.
+The venvs are isolated (no system site-packages): they see what is installed into them and
+nothing else, so they work the same when the tests run from a fresh virtual environment (whose
+base interpreter has neither pika nor dripline) and from CI's system interpreter, and plugins
+installed where the tests run cannot confuse them. dripline's dependencies are installed into each
+with pip, pinned to the versions of the interpreter running the tests (so pip takes them from its
+cache). Nothing is installed into the environment running the tests. The venvs are built once per
+module; every subprocess has a timeout.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+from importlib import metadata
 
 import pytest
 
@@ -34,16 +40,44 @@ def run(cmd: list[str], timeout: float = 60, **kw) -> subprocess.CompletedProces
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
 
 
+# what the throwaway environments need besides dripline: its own tests' tools (a generated plugin's
+# tests run there); dripline's dependencies come with it
+TEST_TOOLS = ("pytest", "pytest-asyncio")
+
+
 def make_venv(path) -> str:
-    r = run([sys.executable, "-m", "venv", "--system-site-packages", str(path)], timeout=120)
+    """An isolated venv of the interpreter running the tests (no --system-site-packages)."""
+    r = run([sys.executable, "-m", "venv", str(path)], timeout=120)
     assert r.returncode == 0, r.stderr
     return str(path / "bin" / "python")
 
 
-def pip_install(python: str, *args: str) -> None:
-    r = run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "--no-deps", *args],
-            timeout=PIP_TIMEOUT)
+def pip_install(python: str, *args: str, deps: bool = False) -> None:
+    cmd = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    r = run(cmd + ([] if deps else ["--no-deps"]) + list(args), timeout=PIP_TIMEOUT)
     assert r.returncode == 0, f"pip install {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
+
+
+def pinned_versions(path) -> str:
+    """A pip constraints file: the versions of dripline's dependencies and the test tools that
+    the interpreter running the tests has (those it lacks are left to pip)."""
+    requires = metadata.requires("dripline") or []
+    names = {r.split(";")[0].split("[")[0].split("<")[0].split(">")[0].split("=")[0].strip()
+             for r in requires if "extra ==" not in r}
+    lines = []
+    for name in sorted(names | set(TEST_TOOLS)):
+        try:
+            lines.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pass
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def install_dripline(python: str, source: str, base, editable: bool) -> None:
+    """dripline from `source` with its dependencies, and the test tools, into the venv."""
+    pins = pinned_versions(base / "constraints.txt")
+    pip_install(python, "-c", pins, *(["-e"] if editable else []), source, *TEST_TOOLS, deps=True)
 
 
 def copy_jitter(dest) -> str:
@@ -56,6 +90,7 @@ def copy_jitter(dest) -> str:
 def regular(tmp_path_factory):
     base = tmp_path_factory.mktemp("regular")
     python = make_venv(base / "venv")
+    install_dripline(python, ROOT, base, editable=True)
     pip_install(python, copy_jitter(base / "jitter-plugin"))
     return {"python": python, "serve": [python, "-m", "dripline.cli.serve"],
             "agent": [python, "-m", "dripline.cli.agent"], "plugin": [python, "-m", "dripline.cli.plugin"],
@@ -71,7 +106,7 @@ def editable(tmp_path_factory):
                     ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(os.path.join(ROOT, name), src / name)
-    pip_install(python, str(src))
+    install_dripline(python, str(src), base, editable=False)
     plugin = copy_jitter(base / "jitter-plugin")
     pip_install(python, "-e", plugin)
     bin_dir = os.path.dirname(python)
@@ -150,16 +185,27 @@ def test_editable_plugin_with_regular_dripline(editable, tmp_path):
         served.stop()
 
 
-def test_generated_plugin_installs_and_its_own_test_passes(regular):
-    target = regular["base"] / "thermo-sensor"
-    r = run(regular["plugin"] + ["new", "thermo-sensor", "--dir", str(target)])
+@pytest.mark.parametrize("base, name, cls, kind, passed", [
+    ("Entity", "thermo-sensor", "ThermoSensorEntity", "Endpoint", 3),
+    ("KeyValueStore", "setpoint-store", "SetpointStoreEntity", "Endpoint", 2),
+    ("Service", "cryo-plant", "CryoPlantService", "Service", 1),
+    ("EthernetSCPIService", "lakeShore336", "LakeShore336Service", "Service", 1),
+])
+def test_generated_plugin_installs_and_its_own_test_passes(regular, base, name, cls, kind, passed):
+    """Each base: the class is named after the plugin, installs, is listed, its example checks,
+    and its generated tests pass with deprecation warnings as errors."""
+    package = name.replace("-", "_").lower()
+    target = regular["base"] / name
+    r = run(regular["plugin"] + ["new", name, "--base", base, "--dir", str(target)])
     assert r.returncode == 0, r.stderr
+    assert f"(class {cls}, from {base})" in r.stdout
     pip_install(regular["python"], "-e", str(target))
     r = run(regular["plugin"] + ["list"])
-    row = next(line.split() for line in r.stdout.splitlines() if line.strip().startswith("ThermoSensorEntity"))
-    assert row == ["ThermoSensorEntity", "Endpoint", "thermo_sensor", "thermo-sensor", "0.1.0"]
+    row = next(line.split() for line in r.stdout.splitlines() if line.strip().startswith(cls + " "))
+    assert row == [cls, kind, package, name, "0.1.0"]
     r = run(regular["serve"] + ["--check", "-c", str(target / "example.yaml")])
     assert r.returncode == 0, r.stderr
-    r = run([regular["python"], "-m", "pytest", "-q", "-p", "no:cacheprovider"], cwd=str(target), timeout=300)
+    r = run([regular["python"], "-m", "pytest", "-q", "-p", "no:cacheprovider",
+             "-W", "error::DeprecationWarning"], cwd=str(target), timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "3 passed" in r.stdout
+    assert f"{passed} passed" in r.stdout and "warning" not in r.stdout
