@@ -171,8 +171,9 @@ def _send(args: argparse.Namespace, res: Any, message: Any) -> Any:
         try:
             await core.start(timeout)
             if not message.is_request():
-                core.send(message)
-                await asyncio.sleep(0)  # let the frame be written before closing
+                # wait until the broker took it: a refused alert is an error, not exit 0
+                left = 10.0 if deadline is None else max(deadline - loop.time(), 0.001)
+                await core.send_confirmed(message, left)
                 return None
             left = None if deadline is None else max(deadline - loop.time(), 0.001)
             return await core.request(message, left)

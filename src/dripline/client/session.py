@@ -43,12 +43,13 @@ def _expire(future: asyncio.Future) -> None:
 
 
 class _PendingRequest:
-    __slots__ = ("future", "replies", "collect")
+    __slots__ = ("future", "replies", "collect", "routing_key")
 
-    def __init__(self, future: asyncio.Future, collect: bool) -> None:
+    def __init__(self, future: asyncio.Future, collect: bool, routing_key: str = "") -> None:
         self.future = future
         self.replies: list[MsgReply] = []
         self.collect = collect
+        self.routing_key = routing_key
 
 
 class Core:
@@ -125,13 +126,14 @@ class Core:
         if not self.make_connection:
             logger.warning("make_connection is false: dry run, nothing is sent to a broker")
             return
-        from dripline.transport.connection import OWN_NAME, BrokerAddress, Connection
-        address = BrokerAddress(self.mesh["broker"], self.port, self.auth.get("dripline", "username"),
-                                self.auth.get("dripline", "password"))
-        self.connection = Connection(address, max_connection_attempts=self.max_connection_attempts,
-                                     name=self._connection_name)
+        from dripline.client.broker import connection_for_mesh
+        from dripline.transport.connection import OWN_NAME
+        # every node of `broker` (a cluster), the user of self.auth, TLS when broker_tls is set
+        self.connection = connection_for_mesh(self.mesh, self.auth, name=self._connection_name,
+                                              max_connection_attempts=self.max_connection_attempts)
         self.connection.on_return = self._on_returned
         self.connection.on_lost.append(self._on_connection_lost)
+        self.connection.on_publish_refused.append(self._on_publish_refused)
         await self.connection.connect(timeout_s)
         await self.connection.declare_exchange(self.requests_exchange)
         await self.connection.declare_exchange(self.alerts_exchange)
@@ -238,7 +240,7 @@ class Core:
             raise ConnectionError_(f"not connected to the broker at {self.address}:{self.port}; "
                                    f"request to '{msg.routing_key}' not sent")
         msg.reply_to = self.reply_to
-        pending = _PendingRequest(self.loop.create_future(), collect)
+        pending = _PendingRequest(self.loop.create_future(), collect, msg.routing_key)
         self._pending[msg.correlation_id] = pending
         try:
             self._publish(self.requests_exchange, msg)
@@ -323,6 +325,26 @@ class Core:
             return
         if not pending.future.done():
             pending.future.set_exception(UnableToSendError(f"request not delivered: {text}"))
+
+    def _on_publish_refused(self, refused: Any) -> None:
+        """A publish refused by the broker (a missing write or topic permission) ends the
+        requests it concerns at once with 403, instead of their timeout: those to the refused
+        routing key, or every waiting request when the whole requests exchange was refused."""
+        if refused.exchange and refused.exchange != self.requests_exchange:
+            return
+        for pending in list(self._pending.values()):
+            if refused.topic and pending.routing_key != refused.topic:
+                continue
+            if not pending.future.done():
+                pending.future.set_exception(UnableToSendError(
+                    f"request to '{pending.routing_key}' not delivered: {refused.message}"))
+
+    async def send_confirmed(self, msg: Message, timeout_s: float = 10) -> None:
+        """Send a reply or alert and return once the broker accepted it; a refusal raises
+        (PublishRefused, code 403): for one-shot senders such as ``dl-agent alert``."""
+        self.send(msg)
+        if self.make_connection:
+            await self.connection.confirm_published(timeout_s)
 
     def _on_connection_lost(self, err: BaseException) -> None:
         self._fail_all(ConnectionError_(

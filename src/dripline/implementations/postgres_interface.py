@@ -53,7 +53,7 @@ from dripline.protocol.errors import ConfigError
 from dripline.protocol.throw_reply import ThrowReply
 from dripline.assembly.validation import checking_only
 
-__all__ = ["PostgreSQLInterface", "SQLTable", "database_unavailable"]
+__all__ = ["PostgreSQLInterface", "SQLTable", "database_unavailable", "has_unique_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +173,29 @@ class PostgreSQLInterface:
         with self.engine.begin() as conn:
             for statement in statements:
                 conn.exec_driver_sql(statement)
+
+
+def _insert_ignoring_conflicts(dialect: str, table: Any) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING`` for `table` in the dialect that has it."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+        return pg_insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        return sqlite_insert(table).on_conflict_do_nothing()
+    raise ConfigError(f"inserting while ignoring duplicates needs PostgreSQL or SQLite, not {dialect}")
+
+
+def has_unique_key(table: sa.Table, column: str) -> bool:
+    """True when `column` alone is the table's primary key, a unique constraint or a unique index."""
+    for constraint in table.constraints:
+        if isinstance(constraint, (sa.UniqueConstraint, sa.PrimaryKeyConstraint)):
+            if [c.name for c in constraint.columns] == [column]:
+                return True
+    for index in table.indexes:
+        if index.unique and [c.name for c in index.columns] == [column]:
+            return True
+    return False
 
 
 def _plain(value: Any) -> Any:
@@ -337,13 +360,16 @@ class SQLTable(Endpoint):
                 row[column] = value
         return row
 
-    def insert_rows(self, connection: Any, rows: list[dict[str, Any]]) -> None:
+    def insert_rows(self, connection: Any, rows: list[dict[str, Any]],
+                    ignore_conflicts: bool = False) -> None:
         """Insert many rows with the same keys on `connection` (the caller owns the transaction).
 
         Into a plain PostgreSQL table (no rules; psycopg) the rows go with one COPY, about four
         times cheaper per row than INSERTs; anywhere else (views, tables with rules, SQLite ...)
         with an executemany INSERT. Either way the database converts the values to the column
         types, and a value it refuses fails the whole call (the caller then splits the batch).
+        `ignore_conflicts`: a row that would violate a unique key is left out instead
+        (``INSERT ... ON CONFLICT DO NOTHING``, PostgreSQL and SQLite; never COPY).
         """
         table = self.ensure_table(connection)
         keys = list(rows[0])
@@ -351,6 +377,9 @@ class SQLTable(Endpoint):
         if not known.issuperset(keys):
             keys = [k for k in keys if k in known]
             rows = [{k: row[k] for k in keys} for row in rows]
+        if ignore_conflicts:
+            connection.execute(_insert_ignoring_conflicts(connection.dialect.name, table), rows)
+            return
         if self._copy is None:
             self._copy = self._copy_possible(connection)
         if self._copy and keys:

@@ -524,6 +524,8 @@ class PostgresSensorLogger(AlertConsumer, PostgreSQLInterface):
         """
         skipped = 0
         work = [rows]
+        # only when asked: SQLTable subclasses (and tests) may override insert_rows(conn, rows)
+        dedupe = {"ignore_conflicts": True} if self.deduplicate else {}
         while work:
             part = work.pop()
             try:
@@ -538,7 +540,7 @@ class PostgresSensorLogger(AlertConsumer, PostgreSQLInterface):
                             raise _Unavailable(err, remaining) from None
                 with conn.begin():
                     for table, group in _groups(part):
-                        table.insert_rows(conn, group, ignore_conflicts=self.deduplicate)
+                        table.insert_rows(conn, group, **dedupe)
             except (sa_exc.SQLAlchemyError, ConfigError) as err:
                 if isinstance(err, sa_exc.NoSuchTableError) or database_unavailable(err):
                     remaining = [row for chunk in work for row in chunk] + part

@@ -15,6 +15,13 @@ just before a crash, but not yet acknowledged, is handled again after the restar
 going to the ordinary, exclusive service queue, so an unreachable consumer still makes requests
 fail at once instead of piling up.
 
+``queue_type: quorum`` makes that durable queue a RabbitMQ quorum queue, replicated on the nodes of
+a cluster, so the alerts waiting in it survive the loss of a node (a classic queue lives on one
+node only); unset, the queue is declared without a type and the broker's default applies (classic
+on RabbitMQ 3.x, the reference's behaviour). Several consumer processes, each a service of its own
+name, may give the same `durable_queue` name: they then share that queue as competing consumers,
+each alert going to one of them.
+
 Fixed with respect to the reference: an exception in `parse_routing_key`, `process_payload` or
 `on_alert_message` is logged with the alert's routing key and the service keeps running (the
 reference shuts the service down).
@@ -26,7 +33,7 @@ import logging
 import re
 from typing import Any, Iterable
 
-from dripline.protocol.errors import ConfigError, DecodeError
+from dripline.protocol.errors import ConfigError, DecodeError, DriplineError
 from dripline.protocol.message import Message
 from dripline.service.service import Service
 from dripline.transport.ratelimit import LimitedLog
@@ -38,6 +45,8 @@ logger = logging.getLogger(__name__)
 _log = LimitedLog(logger)  # a stream of bad alerts is reported once per kind, then counted
 
 DEFAULT_DURABLE_PREFETCH = 1000
+#: the values of `queue_type` (RabbitMQ's x-queue-type for the durable alert queue)
+QUEUE_TYPES = ("classic", "quorum")
 
 
 class _Delivery:
@@ -94,12 +103,14 @@ class AlertConsumer(Service):
     `alert_key_parser_re`: a regular expression with named groups, matched against each alert's
     routing key; `durable_queue`: false (the reference behaviour), true (a durable queue named
     ``<name>.alerts``) or the queue's name; `durable_prefetch`: how many unacknowledged alerts the
-    broker hands the consumer at a time from that queue. Other keywords go to Service.
+    broker hands the consumer at a time from that queue; `queue_type`: the durable queue's type,
+    ``classic`` or ``quorum`` (replicated across a cluster's nodes), unset for the broker's
+    default. Other keywords go to Service.
     """
 
     def __init__(self, alert_keys: list[str] | str | None = None, alert_key_parser_re: str = "",
                  durable_queue: bool | str = False, durable_prefetch: int = DEFAULT_DURABLE_PREFETCH,
-                 **kwargs: Any) -> None:
+                 queue_type: str | None = None, **kwargs: Any) -> None:
         Service.__init__(self, **kwargs)
         if alert_keys is None:
             alert_keys = ["#"]
@@ -116,6 +127,15 @@ class AlertConsumer(Service):
             raise ConfigError(f"service {self.name!r}: durable_queue must be true, false or a queue name, "
                               f"not {durable_queue!r}")
         self.durable_queue = durable_queue
+        if queue_type is not None:
+            if queue_type not in QUEUE_TYPES:
+                raise ConfigError(f"service {self.name!r}: queue_type must be one of "
+                                  f"{', '.join(QUEUE_TYPES)} (or left out), not {queue_type!r}")
+            if not durable_queue:
+                raise ConfigError(f"service {self.name!r}: queue_type {queue_type!r} is the type of "
+                                  "the durable alert queue; set durable_queue: true (or a queue "
+                                  "name) too")
+        self.queue_type = queue_type
         self.durable_prefetch = max(1, min(int(durable_prefetch), 65535))
         self._acks = AckTracker()
         self._durable_assembler: ChunkReceiver | None = None
@@ -169,13 +189,27 @@ class AlertConsumer(Service):
             self._expired_durable, wait_s=self.message_wait_ms / 1000,
             max_message_size=self.core.max_message_size,
             max_pending_bytes=self.core.max_pending_bytes, label=f"service {self.name} alert queue")
-        durable = await conn.declare_queue(name, exclusive=False, auto_delete=False, durable=True)
+        # unset: no x-queue-type at all, so that the broker's default type applies
+        extra = {"arguments": {"x-queue-type": self.queue_type}} if self.queue_type else {}
+        try:
+            durable = await conn.declare_queue(name, exclusive=False, auto_delete=False, durable=True,
+                                               **extra)
+        except DriplineError as err:
+            if getattr(err, "amqp_code", None) != 406:
+                raise
+            # PRECONDITION_FAILED: the queue exists with other arguments (another type)
+            raise ConfigError(
+                f"service {self.name!r}: the durable queue {name!r} already exists with other "
+                f"settings than queue_type {self.queue_type or '(unset)'} asks for ({err.message}). "
+                "Give the queue_type it was made with, or let it empty and delete it "
+                f"(rabbitmqctl delete_queue {name}) to make it anew") from None
         for key in self.alert_keys:
             await conn.bind(durable, exchange, key)
         await conn.consume(durable, self._on_durable_delivery, no_ack=False,
                            prefetch=self.durable_prefetch)
-        logger.info("service %s: alerts (%s) wait in the durable queue %r while it is not running",
-                    self.name, ", ".join(self.alert_keys), name)
+        logger.info("service %s: alerts (%s) wait in the durable %squeue %r while it is not running",
+                    self.name, ", ".join(self.alert_keys),
+                    f"{self.queue_type} " if self.queue_type else "", name)
 
     # ------------------------------------------------------------------ receiving
     def _dispatch_alert(self, msg: Message) -> None:

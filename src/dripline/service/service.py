@@ -274,6 +274,10 @@ class Service(Endpoint, RequestSender):
     Chunked requests are reassembled within bounds: `max_message_size` (bytes of one message,
     default 64 MiB) and `max_pending_bytes` (bytes all incomplete messages of the process may
     hold, default 128 MiB); both may also be set in `dripline_mesh`.
+
+    `metrics_port` turns on Prometheus metrics (requests by endpoint and code, handler latency,
+    reconnects, queue depth; dripline.service.metrics) served on that port, on `metrics_address`
+    (every interface when empty); off by default.
     """
 
     request_denylist = frozenset({
@@ -285,7 +289,7 @@ class Service(Endpoint, RequestSender):
     #: read by requests, never written by them: the service applied them when it started
     __dripline_readonly__ = ("id", "broadcast_key", "loop_timeout_ms", "message_wait_ms",
                              "heartbeat_interval_s", "enable_scheduling", "timeout_s",
-                             "confirm_retcodes", "sender_info")
+                             "confirm_retcodes", "sender_info", "metrics_port", "metrics_address")
 
     def __init__(self, name: str, make_connection: bool = True, endpoints: list | None = None,
                  add_endpoints_now: bool = True, enable_scheduling: bool = False,
@@ -295,6 +299,7 @@ class Service(Endpoint, RequestSender):
                  dripline_mesh: dict | None = None, timeout_s: float = 10,
                  confirm_retcodes: bool = True, request_prefetch: int = 100,
                  max_message_size: int | None = None, max_pending_bytes: int | None = None,
+                 metrics_port: int | None = None, metrics_address: str = "",
                  **kwargs: Any) -> None:
         """
         Args:
@@ -321,6 +326,9 @@ class Service(Endpoint, RequestSender):
                 acknowledged.
             max_message_size: largest reassembled message, in bytes (default 64 MiB).
             max_pending_bytes: bytes all incomplete chunked messages may hold (default 128 MiB).
+            metrics_port: serve Prometheus metrics on this port (``/metrics``; 0 picks a free
+                one); unset: no metrics. Needs ``pip install 'dripline[metrics]'``.
+            metrics_address: the address the metrics are served on (every interface when empty).
         """
         heartbeat_interval_s = _number_option(name, "heartbeat_interval_s", heartbeat_interval_s,
                                               HEARTBEAT_MIN_S)
@@ -364,6 +372,11 @@ class Service(Endpoint, RequestSender):
         self._scheduler = Scheduler(self._run_on_worker)
         self.started = threading.Event()
         self.sender_info = default_sender_info(name)
+        if metrics_port is not None:
+            metrics_port = _count_option(name, "metrics_port", metrics_port, 0)
+        self.metrics_port = metrics_port
+        self.metrics_address = str(metrics_address or "")
+        self.metrics: Any = None  # a dripline.service.metrics.ServiceMetrics while serving
         if add_endpoints_now:
             self.add_endpoints_from_config()
 
@@ -532,6 +545,10 @@ class Service(Endpoint, RequestSender):
             return
         try:
             await self._connect_and_declare()
+            if self.metrics_port is not None:  # imported only then: prometheus_client is optional
+                from dripline.service.metrics import ServiceMetrics
+                self.metrics = ServiceMetrics(self, self.metrics_port, self.metrics_address)
+                self._spawn(self.metrics.poll_queues())
         except BaseException:
             # nothing is served: close what was opened (no task or connection left behind)
             self._queues.clear()
@@ -659,6 +676,8 @@ class Service(Endpoint, RequestSender):
                     logger.debug("deleting queue %s: %s", declared.name, err.message)
         self._queues.clear()
         await self.core.close()
+        if self.metrics is not None:
+            self.metrics.close()
         for worker in [self._worker, *self._child_workers.values()]:
             if worker is not None:
                 worker.shutdown()
@@ -759,11 +778,17 @@ class Service(Endpoint, RequestSender):
         self._run_on_worker(lambda: self.on_alert_message(msg))
 
     def _handle_sync(self, target: Endpoint, request: MsgRequest) -> MsgReply | None:
-        return target.on_request_message(request)
+        if self.metrics is None:
+            return target.on_request_message(request)
+        return self.metrics.timed(target.name, request, target.on_request_message)
 
     async def _handle_async(self, target: Endpoint, request: MsgRequest) -> None:
         try:
-            reply = await target.on_request_message_async(request)
+            if self.metrics is None:
+                reply = await target.on_request_message_async(request)
+            else:
+                reply = await self.metrics.timed_async(target.name, request,
+                                                       target.on_request_message_async)
             if reply is not None:
                 self._send_reply(reply)
         finally:

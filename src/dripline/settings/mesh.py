@@ -14,8 +14,8 @@ from dripline.protocol.errors import ConfigError, did_you_mean
 from dripline.protocol.return_codes import ReturnCode, register_return_codes
 from dripline.settings.files import load_config_file, read_data_file
 
-__all__ = ["MESH_DEFAULTS", "MESH_KEYS", "MESH_FILE_NAME", "DriplineConfig", "mesh_config", "parse_value",
-           "load_return_codes"]
+__all__ = ["MESH_DEFAULTS", "MESH_KEYS", "MESH_FILE_NAME", "TLS_MESH_KEYS", "DriplineConfig",
+           "mesh_config", "parse_value", "load_return_codes", "broker_nodes", "tls_settings"]
 
 #: Hard-coded mesh defaults; ``make_connection`` and ``return_codes`` have no default (absent).
 MESH_DEFAULTS: dict[str, Any] = {
@@ -36,20 +36,27 @@ _TOLERATED_MESH_KEYS = ("loop_timeout_ms", "message_wait_ms", "heartbeat_interva
 # bytes of one reassembled message, and bytes all incomplete messages may hold together.
 _LIMIT_MESH_KEYS = ("max_message_size", "max_pending_bytes")
 
+# TLS to the broker (docs/security.md): off unless broker_tls is true; no defaults in the block, so
+# that an absent key means "not given" (tls_verify: true, the system's CAs, the broker's name)
+TLS_MESH_KEYS = ("broker_tls", "tls_ca_file", "tls_cert_file", "tls_key_file", "tls_verify",
+                 "tls_server_hostname")
+
 #: Every key accepted inside ``dripline_mesh``.
 MESH_KEYS: tuple[str, ...] = (*MESH_DEFAULTS, "make_connection", "return_codes",
-                              *_TOLERATED_MESH_KEYS, *_LIMIT_MESH_KEYS)
+                              *_TOLERATED_MESH_KEYS, *_LIMIT_MESH_KEYS, *TLS_MESH_KEYS)
 
 MESH_FILE_NAME = ".dripline_mesh.yaml"
 
 # expected type of each mesh key, for early and readable errors
 _MESH_TYPES: dict[str, str] = {
-    "broker": "str", "requests_exchange": "str", "alerts_exchange": "str",
+    "broker": "brokers", "requests_exchange": "str", "alerts_exchange": "str",
     "heartbeat_routing_key": "str",
     "broker_port": "port", "max_payload_size": "positive", "max_connection_attempts": "count",
     "make_connection": "bool", "return_codes": "codes",
     "loop_timeout_ms": "number", "message_wait_ms": "number", "heartbeat_interval_s": "number",
     "max_message_size": "positive", "max_pending_bytes": "positive",
+    "broker_tls": "bool", "tls_verify": "bool", "tls_ca_file": "str", "tls_cert_file": "str",
+    "tls_key_file": "str", "tls_server_hostname": "str",
 }
 
 
@@ -103,7 +110,20 @@ def _check_mesh(block: Mapping[str, Any], source: str) -> dict[str, Any]:
 def _coerce_mesh_value(key: str, value: Any, source: str) -> Any:
     """Check a mesh value's type; numeric strings (e.g. from ENV{} substitution) become numbers."""
     kind = _MESH_TYPES[key]
-    if kind == "str":
+    if kind == "brokers":
+        # one node, "h1,h2:5673" or a list of "host[:port]": kept as one comma-separated string,
+        # the form the command line's -b takes too
+        entries = value if isinstance(value, list) else [value]
+        if entries and all(isinstance(e, str) and e.strip() for e in entries):
+            text = ",".join(e.strip() for e in entries)
+            try:
+                _split_nodes(text, None)
+            except ValueError as err:
+                raise ConfigError(f"dripline_mesh key 'broker' in {source}: {err}") from None
+            return text
+        expected = ("a non-empty string (host or host:port, several separated by commas) or a "
+                    "YAML list of them")
+    elif kind == "str":
         if isinstance(value, str) and value:
             return value
         expected = "a non-empty string"
@@ -131,6 +151,77 @@ def _coerce_mesh_value(key: str, value: Any, source: str) -> Any:
             return number
     raise ConfigError(f"dripline_mesh key {key!r} in {source} must be {expected}, "
                       f"not {_describe(value)}")
+
+
+_NODE_RE = re.compile(r"\[(?P<v6>[0-9A-Fa-f:.]+)\](?::(?P<v6port>[^:]*))?|(?P<host>[^:\[\]\s]+)(?::(?P<port>[^:]*))?")
+
+
+def _split_nodes(text: str, default_port: int | None) -> list[tuple[str, int | None]]:
+    """``"h1, h2:5673, [::1]:5672"`` as [(host, port or default_port)]; ValueError says what is wrong."""
+    nodes: list[tuple[str, int | None]] = []
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            raise ValueError(f"{text!r} has an empty entry (write host[:port],host[:port],...)")
+        if entry.count(":") > 1 and "[" not in entry:  # a bare IPv6 address, no port
+            nodes.append((entry, default_port))
+            continue
+        match = _NODE_RE.fullmatch(entry)
+        if match is None:
+            raise ValueError(f"{entry!r} is not host or host:port")
+        host = match.group("v6") or match.group("host")
+        port_text = match.group("v6port") if match.group("v6") else match.group("port")
+        port: int | None = default_port
+        if port_text is not None:
+            if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+                raise ValueError(f"{entry!r}: the port must be a number from 1 to 65535")
+            port = int(port_text)
+        nodes.append((host, port))
+    return nodes
+
+
+def broker_nodes(mesh: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """The broker nodes of a (checked) mesh block as [(host, port)], in the order given.
+
+    `broker` holds one node or several (a list, or a comma-separated string); a node without a
+    port uses `broker_port`.
+    """
+    default_port = int(mesh.get("broker_port") or MESH_DEFAULTS["broker_port"])
+    broker = mesh.get("broker") or MESH_DEFAULTS["broker"]
+    text = ",".join(broker) if isinstance(broker, list) else str(broker)
+    try:
+        return [(host, port or default_port) for host, port in _split_nodes(text, default_port)]
+    except ValueError as err:
+        raise ConfigError(f"dripline_mesh key 'broker': {err}") from None
+
+
+def tls_settings(mesh: Mapping[str, Any]) -> dict[str, Any] | None:
+    """None unless ``broker_tls`` is true; else the TLS settings, with their defaults:
+    ``verify`` true, ``ca_file`` None (the system's CAs), ``server_hostname`` None (the broker
+    address connected to), ``cert_file`` / ``key_file`` None (no client certificate).
+
+    ConfigError when a tls_* key is given while broker_tls is not true (it would silently do
+    nothing), or when a file does not exist.
+    """
+    given = [k for k in TLS_MESH_KEYS[1:] if mesh.get(k) is not None]
+    if not mesh.get("broker_tls"):
+        if given:
+            raise ConfigError(f"dripline_mesh sets {', '.join(given)} but not broker_tls: true; "
+                              "without it the connection is not encrypted")
+        return None
+    settings = {"ca_file": mesh.get("tls_ca_file"), "cert_file": mesh.get("tls_cert_file"),
+                "key_file": mesh.get("tls_key_file"),
+                "verify": mesh.get("tls_verify") is not False,
+                "server_hostname": mesh.get("tls_server_hostname")}
+    for key in ("ca_file", "cert_file", "key_file"):
+        path = settings[key]
+        if path is not None:
+            path = os.path.expanduser(str(path))
+            if not os.path.isfile(path):
+                raise ConfigError(f"dripline_mesh tls_{key} {path!r} does not exist or is not a file")
+            settings[key] = path
+    if settings["key_file"] and not settings["cert_file"]:
+        raise ConfigError("dripline_mesh tls_key_file is given without tls_cert_file")
+    return settings
 
 
 def _as_number(value: Any, kind: type) -> Any:
