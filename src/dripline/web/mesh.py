@@ -49,6 +49,8 @@ logger = logging.getLogger(__name__)
 NAME_RE = re.compile(r"^[A-Za-z0-9_\-:+@/]{1,200}$")
 MAX_PAYLOAD_CHARS = 2000
 MAX_DESCRIBE_BYTES = 256 * 1024
+MAX_DESCRIBE_ATTEMPTS = 3
+TRANSIENT_CODES = frozenset({101, 403, 404})  # connection lost, not delivered, timed out
 MAX_SERVICES = 2000
 MAX_ENDPOINTS = 20000
 DEFAULT_HISTORY_POINTS = 300
@@ -94,6 +96,13 @@ def _bounded(payload: Any) -> Any:
     if len(text) <= MAX_PAYLOAD_CHARS:
         return payload
     return text[:MAX_PAYLOAD_CHARS].decode("utf-8", "ignore") + "…"
+
+
+def _worth_retrying(thing: Any) -> bool:
+    """A describe that failed for a passing reason (timeout, not delivered) is asked again, a few times."""
+    error = thing.describe_error or ""
+    code = error.split(":", 1)[0]
+    return code.isdigit() and int(code) in TRANSIENT_CODES and thing.attempts < MAX_DESCRIBE_ATTEMPTS
 
 
 def _description(payload: dict) -> dict | None:
@@ -142,7 +151,7 @@ class Subscriber:
 
 class _Service:
     __slots__ = ("name", "last_heartbeat", "last_heartbeat_wall", "heartbeats", "state", "last_ping",
-                 "describe", "describe_error", "endpoints", "asked")
+                 "describe", "describe_error", "endpoints", "asked", "attempts")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -155,6 +164,7 @@ class _Service:
         self.describe_error: str | None = None
         self.endpoints: list[str] = []
         self.asked = False
+        self.attempts = 0
 
     def public(self, now: float) -> dict[str, Any]:
         age = None if self.last_heartbeat is None else round(time.monotonic() - self.last_heartbeat, 1)
@@ -166,7 +176,7 @@ class _Service:
 
 class _Endpoint:
     __slots__ = ("name", "service", "describe", "describe_error", "value", "value_at", "value_source",
-                 "history", "asked")
+                 "history", "asked", "attempts")
 
     def __init__(self, name: str, history_points: int) -> None:
         self.name = name
@@ -178,6 +188,7 @@ class _Endpoint:
         self.value_source: str | None = None
         self.history: collections.deque[tuple[float, float]] = collections.deque(maxlen=history_points)
         self.asked = False
+        self.attempts = 0
 
     def public(self) -> dict[str, Any]:
         return {"name": self.name, "service": self.service, "describe": self.describe,
@@ -435,24 +446,32 @@ class MeshWatcher:
             for service in list(self.services.values()):
                 if not service.asked:
                     self._spawn(self._learn_service(service))
+            for endpoint in list(self.endpoints.values()):
+                if endpoint.asked and endpoint.describe is None and _worth_retrying(endpoint):
+                    endpoint.asked = False  # a describe that timed out or was not delivered
+                    self._spawn(self._learn_endpoint(endpoint))
             await asyncio.sleep(self.ping_interval_s)
 
     async def _learn_service(self, service: _Service) -> None:
         if service.asked:
             return
         service.asked = True
+        service.attempts += 1
         try:
             code, message, payload = await self._ask(op_t.cmd, service.name, "describe", {"values": []})
         except DriplineError as err:
             code, message, payload = err.return_code, err.message, None
         if code == 0 and isinstance(payload, dict):
             service.describe = _description(payload)
+            service.describe_error = None
             names = payload.get("endpoints")
             for name in names if isinstance(names, list) else []:
                 if isinstance(name, str) and NAME_RE.match(name) and name not in service.endpoints:
                     service.endpoints.append(name)
         else:
             service.describe_error = f"{code}: {str(message)[:200]}"
+            if code in TRANSIENT_CODES and service.attempts < MAX_DESCRIBE_ATTEMPTS:
+                service.asked = False  # asked again by the next discovery round
         self._emit_service(service)
         for name in list(service.endpoints):
             endpoint = self._endpoint(name)
@@ -464,12 +483,14 @@ class MeshWatcher:
         if endpoint.asked:
             return
         endpoint.asked = True
+        endpoint.attempts += 1
         try:
             code, message, payload = await self._ask(op_t.cmd, endpoint.name, "describe", {"values": []})
         except DriplineError as err:
             code, message, payload = err.return_code, err.message, None
         if code == 0 and isinstance(payload, dict):
             endpoint.describe = _description(payload)
+            endpoint.describe_error = None
         else:
             endpoint.describe_error = f"{code}: {str(message)[:200]}"
         self._emit({"t": "ep", "e": endpoint.public()})

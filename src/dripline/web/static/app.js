@@ -167,11 +167,12 @@ function renderService(name) {
   st.textContent = {alive: "alive", late: "late", gone: "gone", unknown: "no heartbeat"}[s.state] || s.state;
   const d = s.describe || {};
   $(".class", card).textContent = d["class"] ? d["class"] + (d.version ? " " + d.version : "") : "";
-  $(".doc", card).textContent = d.description || (d.doc ? d.doc.split("\n")[0] : "") ||
-    (s.describe_error ? "cannot describe itself (" + s.describe_error + ")" : "");
+  $(".doc", card).textContent = d.description ||
+    (s.describe_error ? "cannot describe itself (" + s.describe_error + "); endpoints shown as their alerts arrive" : "");
   card.classList.toggle("gone", s.state === "gone");
   card.dataset.state = s.state;
   updateHeartbeatText(card, s);
+  applyCardFilter(card);
 }
 
 function updateHeartbeatText(card, s) {
@@ -185,14 +186,19 @@ function ensureRow(e) {
   let r = rows.get(e.name);
   const owner = serviceOf(e);
   if (r && r.owner === owner) return r;
-  if (r) r.row.remove();
+  if (r) {
+    r.row.remove();
+    const old = cards.get(r.owner);
+    if (old && old.tbody.children.length === 0 && r.owner === "") { old.card.remove(); cards.delete(""); }
+  }
   const row = $("#endpoint-template").content.firstElementChild.cloneNode(true);
   row.dataset.endpoint = e.name;
   r = {row, owner, value: $(".value", row), age: $(".age", row), plot: $(".plot", row), lastValueAt: null};
   rows.set(e.name, r);
   $(".ep-name", row).textContent = e.name;
   const d = e.describe || {};
-  $(".ep-desc", row).textContent = d.description || (d.doc ? d.doc.split("\n")[0].slice(0, 140) : "");
+  $(".ep-desc", row).textContent = d.description || "";
+  $(".ep-name", row).title = (d["class"] || "") + (d.doc ? "\n" + d.doc.split("\n")[0] : "");
   $(".units", row).textContent = d.units || "";
   const ops = d.operations || {get: true, set: !e.describe, cmd: false};
   $("button.read", row).addEventListener("click", () => readNow(e.name));
@@ -200,8 +206,13 @@ function ensureRow(e) {
   if (ops.set) {
     setForm.hidden = false;
     const lim = d.limits;
-    if (lim) $("input", setForm).placeholder = lim.allowed ? "one of " + JSON.stringify(lim.allowed)
-      : "new value" + (lim.min !== null && lim.min !== undefined ? " ≥ " + lim.min : "") + (lim.max !== null && lim.max !== undefined ? " ≤ " + lim.max : "");
+    if (lim) {
+      const has = x => x !== null && x !== undefined;
+      const input = $("input", setForm);
+      input.placeholder = lim.allowed ? lim.allowed.map(fmt).join(" | ")
+        : (has(lim.min) ? fmt(lim.min) : "") + " … " + (has(lim.max) ? fmt(lim.max) : "");
+      input.title = "allowed: " + input.placeholder;
+    }
     setForm.addEventListener("submit", ev => { ev.preventDefault(); setValue(e.name, $("input", setForm)); });
   }
   const commands = (d.commands || []).filter(c => !BUILTIN_COMMANDS.has(c.name));
@@ -283,7 +294,7 @@ function renderAlerts() {
     }
     li.appendChild(el("span", "time", clock(a.at)));
     li.appendChild(el("span", "rk", rk));
-    if (a.from) li.appendChild(el("span", "from muted", a.from));
+    if (a.from && a.from !== "unknown") li.appendChild(el("span", "from muted", a.from));
     li.appendChild(el("div", "payload", typeof a.p === "string" ? a.p : JSON.stringify(a.p)));
     list.appendChild(li);
   }
@@ -325,14 +336,23 @@ setInterval(() => {
 }, 1000);
 
 // ------------------------------------------------------------------ filter
+function filterText() { return $("#filter").value.trim().toLowerCase(); }
 function applyFilterTo(row) {
-  const q = $("#filter").value.trim().toLowerCase();
-  row.hidden = q !== "" && !row.dataset.endpoint.toLowerCase().includes(q) &&
-    !(row.closest(".service") && (row.closest(".service").dataset.service || "").toLowerCase().includes(q));
+  const q = filterText();
+  const card = row.closest(".service");
+  const service = card ? (card.dataset.service || "").toLowerCase() : "";
+  row.hidden = q !== "" && !row.dataset.endpoint.toLowerCase().includes(q) && !service.includes(q);
+  if (card) applyCardFilter(card);
+}
+function applyCardFilter(card) {
+  const q = filterText();
+  const service = (card.dataset.service || "").toLowerCase();
+  const rowsShown = [...$("tbody", card).children].some(r => !r.hidden);
+  card.hidden = q !== "" && !service.includes(q) && !rowsShown;
 }
 function applyFilter() {
   for (const r of rows.values()) applyFilterTo(r.row);
-  for (const c of cards.values()) c.card.hidden = [...c.tbody.children].length > 0 && [...c.tbody.children].every(r => r.hidden);
+  for (const c of cards.values()) applyCardFilter(c.card);
 }
 
 // ------------------------------------------------------------------ talking to the gateway
