@@ -526,20 +526,19 @@ def test_describe_is_bounded():
 
 
 def test_describe_jitter_plugin_origin(mesh):
-    from dripline.protocol.version import add_version, remove_version
-    from dripline.service import describe as describe_module
-
     jitter_cls = _load_jitter()
     plugin_cls = type("JitterEntity", (jitter_cls,), {"__module__": "dripline.extensions.jitter"})
-    add_version("dripline.extensions.jitter", {"version": "1.2.3"})
-    try:
-        d = describe_module.describe(plugin_cls(name="j", initial_value=1.0))
-    finally:
-        remove_version("dripline.extensions.jitter")
+    mesh.sender_info = {**mesh.sender_info, "versions": {
+        **mesh.sender_info.get("versions", {}), "dripline.extensions.jitter": {"version": "1.2.3"}}}
+    mesh.real_add_child(plugin_cls(name="j", initial_value=1.0))
+    d = ask(mesh, "j", op_t.cmd, "describe").payload
     assert (d["plugin"], d["version"]) == ("jitter", "1.2.3")
     assert d["class"] == "dripline.extensions.jitter.JitterEntity"
     assert "update_seed" in [c["name"] for c in d["commands"]]
-    assert d["settings"]["seed"] is None or isinstance(d["settings"]["seed"], int)
+    assert isinstance(d["settings"]["seed"], int)
+    declared = type("Declared", (Endpoint,), {"__dripline_plugin__": "jitter"})
+    mesh.real_add_child(declared(name="declared"))
+    assert ask(mesh, "declared", op_t.cmd, "describe").payload["version"] == "1.2.3"
 
 
 def test_describe_is_not_subject_to_lockout(mesh):

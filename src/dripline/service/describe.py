@@ -26,8 +26,9 @@ besides the built-ins every endpoint answers (``ping``, ``lock``, ``unlock``, ``
 ``plugin`` / ``version``: a class from ``dripline.extensions.<plugin>`` belongs to that plugin; a
 class may also say so itself (``__dripline_plugin__ = "name"``, which the assembly layer may set
 for entry-point plugins); otherwise the installed distribution that provides the class's top
-package is looked up once. The version is the one the plugin registered (what every message
-carries in ``sender_info.versions``); dripline's own classes report dripline-python's version.
+package is looked up once. The version is the one the plugin registered, as every message of
+the endpoint's service carries it in ``sender_info.versions``; dripline's own classes report
+dripline-python's version.
 """
 from __future__ import annotations
 
@@ -127,8 +128,8 @@ def _overrides(cls: type, *names: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 # plugin and version
 
-_ORIGINS: "weakref.WeakKeyDictionary[type, tuple[str | None, str | None]]" = \
-    weakref.WeakKeyDictionary()
+_UNSET = object()
+_PLUGINS: "weakref.WeakKeyDictionary[type, str | None | object]" = weakref.WeakKeyDictionary()
 _distributions: dict[str, list[str]] | None = None
 
 
@@ -158,16 +159,24 @@ def _distribution_plugin(module: str, versions: Mapping[str, Any]) -> str | None
     return None
 
 
-def class_origin(cls: type) -> tuple[str | None, str | None]:
-    """(plugin, version) of the class (see the module docstring); cached per class."""
-    cached = _ORIGINS.get(cls)
-    if cached is not None:
-        return cached
-    from dripline.protocol.version import get_versions
-    try:
-        versions = get_versions()
-    except Exception:  # pragma: no cover - a broken version source must not break describe
-        versions = {}
+def _versions(endpoint: Any) -> Mapping[str, Any]:
+    """The versions table every message of the endpoint's service carries (its sender_info).
+
+    Read there rather than from a registry: the service layer reads no registry, and this is
+    exactly what the mesh sees of the service."""
+    for owner in (endpoint, getattr(endpoint, "_service", None)):
+        info = getattr(owner, "sender_info", None)
+        versions = info.get("versions") if isinstance(info, Mapping) else None
+        if isinstance(versions, Mapping):
+            return versions
+    import dripline  # not attached: at least dripline's own version is known
+    return {"dripline-python": {"version": str(getattr(dripline, "__version__", "") or "")}}
+
+
+def _plugin_of(cls: type, versions: Mapping[str, Any]) -> str | None:
+    cached = _PLUGINS.get(cls, _UNSET)
+    if cached is not _UNSET:
+        return cached  # type: ignore[return-value]
     module = cls.__module__ or ""
     declared = getattr(cls, "__dripline_plugin__", None)
     plugin: str | None
@@ -179,15 +188,19 @@ def class_origin(cls: type) -> tuple[str | None, str | None]:
         plugin = None
     else:
         plugin = _distribution_plugin(module, versions)
+    _PLUGINS[cls] = plugin
+    return plugin
+
+
+def class_origin(cls: type, versions: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(plugin, version) of `cls`, the version read from `versions` (a sender_info table)."""
+    plugin = _plugin_of(cls, versions)
+    module = cls.__module__ or ""
     if plugin is not None:
-        version = _version_text(versions.get(_EXTENSIONS + plugin))
-    elif module == "dripline" or module.startswith("dripline."):
-        version = _version_text(versions.get("dripline-python"))
-    else:
-        version = None
-    result = (plugin, version)
-    _ORIGINS[cls] = result
-    return result
+        return plugin, _version_text(versions.get(_EXTENSIONS + plugin))
+    if module == "dripline" or module.startswith("dripline."):
+        return None, _version_text(versions.get("dripline-python"))
+    return None, None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,7 +236,7 @@ def describe(endpoint: Any) -> dict[str, Any]:
     """The ``describe`` payload of `endpoint` (a service or an endpoint); never runs a handler."""
     cls = type(endpoint)
     surface = RequestSurface.of(endpoint)
-    plugin, version = class_origin(cls)
+    plugin, version = class_origin(cls, _versions(endpoint))
     own_commands = list(surface.commands)[:MAX_COMMANDS]
     commands = [_command(endpoint, n) for n in own_commands]
     commands.append(_command(endpoint, "ping"))
