@@ -74,7 +74,7 @@ def test_help_has_one_example_per_line():
     examples = r.stdout.split("examples:\n", 1)[1].splitlines()
     assert [line.split()[:2] for line in examples if line.strip()] == [
         ["dl-agent", "get"], ["dl-agent", "set"], ["dl-agent", "cmd"], ["dl-agent", "cmd"],
-        ["dl-agent", "set"], ["dl-agent", "cmd"], ["dl-agent", "get"]]
+        ["dl-agent", "set"], ["dl-agent", "cmd"], ["dl-agent", "get"], ["dl-agent", "describe"]]
 
 
 def test_mon_header_names_the_alert_keys_and_the_broker(served):
