@@ -35,6 +35,10 @@ class Pump(Endpoint):
         self.table = {"a": 1, "nested": {"b": 2}}
         self.history = [1, 2, 3]
         self.helper = object()  # not data: out of reach
+        # secrets kept in public attributes by careless code: never answered nor described
+        self.database_url = "postgresql://logger:hunter2@db/sensors"
+        self.password = "hunter2"
+        self.options = {"user": "u", "password": "hunter2"}
 
     def on_get(self):
         return {"value_raw": self.rate}
@@ -171,6 +175,12 @@ HOSTILE = [
     ("pump", "get", "token", None, 310),
     ("pump", "get", "write_flash", None, 310),
     ("pump", "get", "table.nested.b.real", None, 310),
+    ("pump", "get", "database_url", None, 310),
+    ("pump", "get", "password", None, 310),
+    ("pump", "get", "options", None, 310),
+    ("pump", "get", "options.password", None, 310),
+    ("pump", "set", "password", "x", 310),
+    ("pump", "set", "options.password", "x", 310),
     ("svc", "get", "core", None, 310),
     ("svc", "get", "core.connection", None, 310),
     ("svc", "get", "core.auth", None, 310),
@@ -270,7 +280,8 @@ def test_hostile_specifier_is_refused(mesh, target, op, spec, value, code):
     assert len(reply.return_message) < 2000
     if code in (306, 310):
         assert any(word in reply.return_message for word in ALLOWED_LIST), reply.return_message
-    assert "s3cret" not in reply.return_message and "guest" not in reply.return_message
+    for secret in ("s3cret", "hunter2", "guest"):
+        assert secret not in reply.return_message
     assert reply.payload is None
     assert mesh.endpoint("peaches").calibration == before["calibration"] == "2*{}"
     assert vars(mesh.endpoint("pump")) == before["pump"]
@@ -491,6 +502,8 @@ def test_describe_plugin_commands_and_parameters(mesh):
     assert not {"write_flash", "on_alert_message"} & names
     assert d["settings"] == {"rate": 1.5, "mode": "auto", "table": {"a": 1, "nested": {"b": 2}},
                              "history": [1, 2, 3], "temperature": 21.5}
+    assert "hunter2" not in str(d)
+    assert ask(mesh, "pump", op_t.get, "options.user").payload == {"values": ["u"]}
     assert d["limits"] is None and d["calibration"] is None and d["units"] is None
     assert d["class"].endswith("test_request_surface.Pump") and d["plugin"] is None
 

@@ -22,7 +22,11 @@ dotted walk over attributes (which we used to have) reaches everything an endpoi
   makes a setting gettable but not settable.
 
 Unreachable, always: names starting with ``_`` (so ``__class__`` too), and any value that is not
-plain data — the service, its core, connections, loops, locks, threads, the auth object. A
+plain data — the service, its core, connections, loops, locks, threads, the auth object.
+Secrets, as a safety net for code that keeps one in a public attribute: a setting whose name
+says it holds one (``password``, ``token``, ``secret``, ``api_key``, ``credentials``...) is
+hidden unless a class exposes it by name, and a value holding a URL with a password
+(``postgresql://user:pw@host/db``) or a secret-named key is never answered or described. A
 dotted specifier descends only into plain data (dict keys, list indices) of a setting, never
 into another object. A set writes only a setting of the endpoint itself: a property through its
 setter (which validates, as the constructor does), a plain attribute only with a value of the
@@ -40,6 +44,7 @@ import decimal
 import enum
 import functools
 import inspect
+import re
 import uuid
 import weakref
 from collections.abc import Mapping
@@ -47,8 +52,8 @@ from typing import Any, Callable, Iterable, TypeVar
 
 from dripline.protocol.throw_reply import ThrowReply
 
-__all__ = ["RequestSurface", "expose", "hide", "is_plain_data", "is_framework_class",
-           "BUILTIN_COMMANDS", "BUILTIN_GETS"]
+__all__ = ["RequestSurface", "expose", "hide", "is_plain_data", "holds_secret",
+           "is_framework_class", "BUILTIN_COMMANDS", "BUILTIN_GETS", "SECRET_NAME"]
 
 _INVALID_VALUE = 304
 _INVALID_METHOD = 306
@@ -63,6 +68,11 @@ BUILTIN_GETS: tuple[str, ...] = ("is-locked",)
 REFUSAL_NAMES = 20
 #: deepest nesting accepted as plain data (deeper is refused rather than walked)
 MAX_DATA_DEPTH = 64
+
+#: setting names that say they hold a secret (a safety net, see the module docstring)
+SECRET_NAME = re.compile(r"(^|_)(pass(word|wd|phrase)?|secrets?|tokens?|credentials?|"
+                         r"(api|access|private|secret)_?keys?|auth)($|_)", re.IGNORECASE)
+_URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/@\s:]*:[^/@\s]+@", re.IGNORECASE)
 
 _EXPOSE_FLAG = "__dripline_expose__"
 _HIDE_FLAG = "__dripline_hide__"
@@ -164,6 +174,25 @@ def is_plain_data(value: Any, _depth: int = 0) -> bool:
     return False
 
 
+def holds_secret(value: Any, _depth: int = 0) -> bool:
+    """Whether plain data carries a credential: a URL with a password, or a non-empty value
+    under a secret-named key (at any depth)."""
+    if _depth > MAX_DATA_DEPTH:
+        return True
+    if isinstance(value, str):
+        return _URL_WITH_PASSWORD.search(value) is not None
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if isinstance(k, str) and SECRET_NAME.search(k) and v not in (None, "", {}, []):
+                return True
+            if holds_secret(v, _depth + 1):
+                return True
+        return False
+    if isinstance(value, (list, tuple)):
+        return any(holds_secret(v, _depth + 1) for v in value)
+    return False
+
+
 def _kind(value: Any) -> str:
     if value is None:
         return "null"
@@ -256,6 +285,9 @@ class RequestSurface:
                 continue
             if name in framework_names and name not in exposed:
                 continue
+            if SECRET_NAME.search(name) and name not in exposed and not inspect.isroutine(attr) \
+                    and not isinstance(attr, (staticmethod, classmethod)):
+                continue  # a secret-named setting: only an explicit exposure offers it
             if isinstance(attr, property):
                 properties[name] = attr.fset is not None and name not in readonly
             elif isinstance(attr, functools.cached_property):
@@ -275,6 +307,7 @@ class RequestSurface:
         self.hidden: frozenset[str] = frozenset(hidden)
         self.readonly: frozenset[str] = frozenset(readonly)
         self.framework_names: frozenset[str] = frozenset(framework_names - exposed)
+        self.exposed: frozenset[str] = frozenset(exposed)
 
     @staticmethod
     def _declared(namespace: Mapping[str, Any], key: str) -> list[str]:
@@ -304,13 +337,18 @@ class RequestSurface:
             return []
         return [n for n, v in names.items()
                 if not n.startswith("_") and n not in self.hidden and n not in self.commands
-                and n not in self.properties and not callable(v)]
+                and n not in self.properties and not callable(v) and not self._secret_name(n)]
+
+    def _secret_name(self, name: str) -> bool:
+        return SECRET_NAME.search(name) is not None and name not in self.exposed
 
     def _is_setting_name(self, obj: Any, name: str) -> bool:
         if name.startswith("_") or name in self.hidden:
             return False
         if name in self.properties or name in self.class_attributes:
             return True
+        if self._secret_name(name):
+            return False
         try:
             return name in vars(obj) and name not in self.commands
         except TypeError:
@@ -364,7 +402,7 @@ class RequestSurface:
                 value = self.read_setting(obj, name)
             except Exception:  # a property that fails to read is left out of the listing
                 continue
-            if value is not _MISSING and is_plain_data(value):
+            if value is not _MISSING and is_plain_data(value) and not holds_secret(value):
                 out[name] = value
         return out
 
@@ -423,12 +461,24 @@ class RequestSurface:
             raise ThrowReply(_INVALID_SPECIFIER, f"endpoint {self._label(obj)}: {name!r} does not "
                                                  f"hold plain data and is not available through "
                                                  f"requests; {self._allowed(obj, 'get')}")
-        return self._descend(obj, value, tokens, spec, "get")
+        value = self._descend(obj, value, tokens, spec, "get")
+        if holds_secret(value):
+            raise ThrowReply(_INVALID_SPECIFIER, f"endpoint {self._label(obj)}: {spec!r} holds a "
+                                                 f"credential and is not available through "
+                                                 f"requests; {self._allowed(obj, 'get')}")
+        return value
 
     def _descend(self, obj: Any, value: Any, tokens: list[str], spec: str, verb: str) -> Any:
         for i, token in enumerate(tokens[1:], start=1):
+            self._refuse_secret_key(obj, token, spec, verb)
             value = self._step(obj, value, token, ".".join(tokens[:i + 1]), spec, verb)
         return value
+
+    def _refuse_secret_key(self, obj: Any, token: str, spec: str, verb: str) -> None:
+        if SECRET_NAME.search(token):
+            raise ThrowReply(_INVALID_SPECIFIER, f"endpoint {self._label(obj)}: {spec!r} names a "
+                                                 f"credential and is not available through "
+                                                 f"requests; {self._allowed(obj, verb)}")
 
     def _step(self, obj: Any, value: Any, token: str, path: str, spec: str, verb: str) -> Any:
         label = self._label(obj)
@@ -494,6 +544,7 @@ class RequestSurface:
             return
         parent = self._descend(obj, current, tokens[:-1], spec, "set")
         last = tokens[-1]
+        self._refuse_secret_key(obj, last, spec, "set")
         if isinstance(parent, dict):
             key: Any = last if last in parent else (int(last) if _is_index(last) and int(last)
                                                     in parent else _MISSING)
