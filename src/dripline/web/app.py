@@ -74,7 +74,7 @@ class GatewaySettings:
     max_field_bytes: int = 8190           # one header line / the request line
     max_headers: int = 64
     max_pages: int = 50                   # live pages (event streams) open at once
-    push_interval_s: float = 0.05         # at most one event batch per page this often
+    push_interval_s: float = 0.02         # at most one event batch per page this often
     alert_keys: list[str] = field(default_factory=lambda: ["#"])
     history_points: int = 300
     recent_alerts: int = 300

@@ -314,7 +314,8 @@ class MeshWatcher:
         key = str(msg.routing_key or "")[:255]
         first, _, rest = key.partition(".")
         sender = msg.sender_info.get("service_name") if isinstance(msg.sender_info, dict) else None
-        sender = sender if isinstance(sender, str) and NAME_RE.match(sender) else None
+        # "unknown": a client (dl-agent, a script) that sent an alert; not a service to list
+        sender = sender if isinstance(sender, str) and sender != "unknown" and NAME_RE.match(sender) else None
         try:
             if first == self._heartbeat_prefix:
                 name = rest.split(".", 1)[0] or sender
