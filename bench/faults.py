@@ -115,15 +115,6 @@ def rss_bytes(pid: int | None) -> int:
     return 0
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return predicate()
-
-
 # ---------------------------------------------------------------------------------------------
 # the service under test
 
@@ -562,6 +553,9 @@ class CuttableProxy:
 def client_main(args: argparse.Namespace) -> None:
     _die_with_parent()
     _start_watchdog(CHILD_MAX_S)
+    # the reconnect warnings expected here go to a file beside the records, not into the table
+    logging.basicConfig(filename=args.out + ".log", level=logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from dripline.transport.bridge import new_event_loop
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
