@@ -41,7 +41,8 @@ def add_common_options(parser: argparse.ArgumentParser, prog: str) -> None:
     g.add_argument("-V", "--version", action="version", version=version_string(prog))
     a = parser.add_argument_group("authentication")
     a.add_argument("-u", "--username", help="broker user name (default guest, env DRIPLINE_USER)")
-    a.add_argument("--password", help="broker password (prefer --password-file or DRIPLINE_PASSWORD)")
+    a.add_argument("--password", help="broker password. Visible to every user of this machine in `ps`: prefer "
+                                     "--auth-file, --password-file or the DRIPLINE_PASSWORD environment variable")
     a.add_argument("--password-file", metavar="FILE", help="file whose content is the broker password")
     a.add_argument("--auth-file", metavar="FILE", help='JSON/YAML file {"dripline": {"username": .., "password": ..}}')
     m = parser.add_argument_group("mesh")
