@@ -51,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "a time, answer one line on it, then leave it open but unread until "
                              "the next connection arrives")
     parser.add_argument("-v", "--verbose", action="count", default=0)
-    from dripline.cli.common import version_string
-    parser.add_argument("-V", "--version", action="version", version=version_string("dl-sim-scpi"))
+    from dripline import __version__  # the simulator stands below the CLI layer: no dripline.cli import
+    parser.add_argument("-V", "--version", action="version",
+                        version=f"dl-sim-scpi (dripline-python, pure Python) {__version__}")
     return parser
 
 
