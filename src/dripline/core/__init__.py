@@ -3,16 +3,16 @@
 Names are resolved on first access (PEP 562) so that `dl-agent` does not pay for the service,
 calibration or SQL machinery it never uses; `from dripline.core import Entity` works as before.
 """
-from __future__ import annotations
-
-import importlib
-from typing import Any
+# no `from __future__ import annotations` and only underscored imports: every name this module
+# holds is one a user may import (dir(dripline.core) lists nothing else)
+import importlib as _importlib
 
 # public name -> submodule of dripline.core that defines it
 _EXPORTS: dict[str, str] = {
     # errors
     "DriplineError": "exceptions", "DecodeError": "exceptions", "ConfigError": "exceptions",
-    "UnableToSendError": "exceptions", "throw_dripline_error": "exceptions",
+    "UnableToSendError": "exceptions", "TimeoutError_": "exceptions",
+    "ConnectionError_": "exceptions", "throw_dripline_error": "exceptions",
     "throw_message": "exceptions",
     # return codes
     "ReturnCode": "return_codes", "add_return_code": "return_codes",
@@ -43,19 +43,20 @@ def _return_code_class_names() -> list[str]:
     return [n for n in dir(return_codes) if n.startswith("DL_")]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None and name.startswith("DL_"):
         module = "return_codes"
     if module is None:
         raise AttributeError(f"module 'dripline.core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    value = getattr(_importlib.import_module(f"{__name__}.{module}"), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS) | set(_return_code_class_names()))
+    """The public names only (not this module's helpers, nor its submodules)."""
+    return sorted(set(_EXPORTS) | set(_return_code_class_names()))
 
 
 __all__ = list(_EXPORTS)

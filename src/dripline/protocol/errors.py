@@ -44,8 +44,12 @@ class ConfigError(DriplineError):
         super().__init__(message, return_code, payload)
 
 
-class ConnectionError_(DriplineError):
-    """The broker could not be reached or the connection was lost (code 101)."""
+class ConnectionError_(DriplineError, ConnectionError):
+    """The broker could not be reached or the connection was lost (code 101).
+
+    Also a built-in ConnectionError (an OSError), so code that handles network failures the
+    standard way (``except ConnectionError``, ``except OSError``) handles this one too.
+    """
 
     def __init__(self, message: str, return_code: int = 101, payload: Any = None):
         super().__init__(message, return_code, payload)
@@ -58,8 +62,12 @@ class UnableToSendError(DriplineError):
         super().__init__(message, return_code, payload)
 
 
-class TimeoutError_(DriplineError):
-    """No reply arrived within the timeout (code 404)."""
+class TimeoutError_(DriplineError, TimeoutError):
+    """No reply arrived within the timeout (code 404).
+
+    Also a built-in TimeoutError (so ``except TimeoutError`` and asyncio's timeout handling see
+    it as one).
+    """
 
     def __init__(self, message: str, return_code: int = 404, payload: Any = None):
         super().__init__(message, return_code, payload)
