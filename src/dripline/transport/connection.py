@@ -1061,12 +1061,30 @@ def _innermost(err: BaseException) -> BaseException:
     return err
 
 
+def _chain_text(err: BaseException) -> str:
+    parts, item = [], err
+    for _ in range(6):
+        parts.append(repr(item))
+        inner = getattr(item, "exception", None)
+        if inner is None:
+            many = getattr(item, "exceptions", None)
+            inner = many[-1] if many else None
+        if not isinstance(inner, BaseException):
+            break
+        item = inner
+    return " ".join(parts).upper()
+
+
 def _tls_failure(err: BaseException) -> str | None:
     """The reason of a failed TLS handshake inside pika's error, or None if it is something else.
 
     A certificate the client does not trust, a name that does not match, or a broker that wants
     a client certificate it did not get: retrying the same settings cannot succeed.
     """
+    # with TLS 1.3 the broker's refusal of a missing client certificate arrives after the
+    # handshake, inside pika's protocol errors, as text only
+    if "CERTIFICATE_REQUIRED" in repr(err).upper() or "CERTIFICATE_REQUIRED" in _chain_text(err):
+        return "the broker requires a client certificate (set tls_cert_file and tls_key_file)"
     seen: list[BaseException] = []
     todo: list[Any] = [err]
     while todo:
