@@ -104,3 +104,44 @@ def test_plugin_new_refuses_an_unknown_base(tmp_path):
     r = cli("plugin", "new", "cryo", "--base", "Thing", "--dir", str(tmp_path / "p"))
     assert r.returncode == 2 and "invalid choice: 'Thing'" in r.stderr
     assert not (tmp_path / "p").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# a missing optional dependency is named, with the extra that installs it
+
+def serve_without(module: str, *args: str) -> subprocess.CompletedProcess:
+    """dl-serve in a process where `module` cannot be imported (as if it were not installed)."""
+    code = (f"import sys; sys.modules[{module!r}] = None\n"
+            "from dripline.cli.serve import main\n"
+            f"main({list(args)!r})")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=EXAMPLES / "first-mesh")
+
+
+def test_a_class_whose_dependency_is_missing_names_the_extra():
+    r = serve_without("sqlalchemy", "--check", "-c", "sensor-logger-sqlite.yaml")
+    assert r.returncode == 2
+    assert ("module 'PostgresSensorLogger': it needs the Python package 'sqlalchemy', which is not "
+            "installed") in r.stderr
+    assert "pip install 'dripline[sql]'" in r.stderr
+    assert "did you mean" not in r.stderr and "unknown module" not in r.stderr
+
+
+def test_a_postgresql_url_without_its_driver_names_the_extra():
+    r = serve_without("psycopg", "--check", "-c", "sensor-logger.yaml")
+    assert r.returncode == 2
+    assert "it needs the Python package 'psycopg'" in r.stderr
+    assert "pip install 'dripline[sql]'" in r.stderr
+    assert "ModuleNotFoundError" not in r.stderr
+
+
+def test_the_sqlite_sensor_logger_needs_no_postgresql_driver():
+    r = serve_without("psycopg", "--check", "-c", "sensor-logger-sqlite.yaml")
+    assert r.returncode == 0, r.stderr
+    assert "is valid: service 'sensor_data_logger'" in r.stdout
+
+
+def test_the_default_install_includes_sqlalchemy():
+    from importlib import metadata
+    base = [r for r in metadata.requires("dripline") or [] if "extra ==" not in r]
+    assert any(r.lower().startswith("sqlalchemy") for r in base)

@@ -17,12 +17,14 @@ import importlib
 import importlib.util
 import logging
 import os
+import re
 import sys
 from typing import Any
 
 from dripline.protocol.errors import ConfigError
 
-__all__ = ["ObjectCreator", "create_object", "find_class", "known_class_names", "load_module_path"]
+__all__ = ["ObjectCreator", "create_object", "find_class", "known_class_names", "load_module_path",
+           "missing_dependency"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +102,11 @@ def find_class(name: str, module_path: str | None = None, base_dir: str | None =
         searched.append(label)
         try:
             cls = getattr(space, name)
+        except ModuleNotFoundError as err:
+            missing = (err.name or "").split(".")[0]
+            if missing and missing != "dripline":  # a built-in class whose dependency is absent
+                raise ConfigError(f"module {name!r}: {missing_dependency(missing)}") from None
+            continue
         except (AttributeError, ImportError):
             continue
         if isinstance(cls, type):
@@ -121,6 +128,29 @@ def find_class(name: str, module_path: str | None = None, base_dir: str | None =
                       f"`dl-serve --list` shows every class that can be built; a plugin's classes "
                       f"appear only when the plugin is installed for this Python ({sys.executable})."
                       f"{broken}")
+
+
+def missing_dependency(module: str) -> str:
+    """What to say when the Python package `module` is missing: the dripline extra that installs
+    it (from dripline's own metadata, so it cannot drift), else the package itself."""
+    fix = f"pip install {module}"
+    try:
+        from importlib import metadata
+        requires = metadata.requires("dripline") or []
+    except Exception:  # dripline not installed as a distribution (a source tree on sys.path)
+        requires = []
+    wanted = module.lower().replace("-", "_")
+    extras = []
+    for req in requires:
+        match = re.match(r"\s*([A-Za-z0-9_.-]+)", req)
+        extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", req)
+        if match and extra and match.group(1).lower().replace("-", "_") == wanted:
+            extras.append(extra.group(1))
+    chosen = [e for e in extras if e not in ("test", "docs")] or extras
+    if chosen:
+        fix = f"pip install 'dripline[{chosen[0]}]'"
+    return (f"it needs the Python package {module!r}, which is not installed for this Python "
+            f"({sys.executable}); install it with: {fix}")
 
 
 def known_class_names(module_path: str | None = None, base_dir: str | None = None) -> list[str]:

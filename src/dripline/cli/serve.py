@@ -251,8 +251,13 @@ def _report_build_error(err: Exception, source: str, name: Any) -> int:
         return 2
     endpoint = _failing_endpoint(err)
     where = f"endpoint {endpoint!r}: " if endpoint else ""
+    missing = (getattr(err, "name", None) or "").split(".")[0]
     if isinstance(err, DriplineError):
         what = err.message
+    elif isinstance(err, ModuleNotFoundError) and missing and missing != "dripline":
+        # e.g. a PostgreSQL URL without the driver: say which extra installs it
+        from dripline.assembly.objects import missing_dependency
+        what = missing_dependency(missing)
     else:
         what = f"{type(err).__name__}: {err}"
     hint = "" if logger.isEnabledFor(logging.DEBUG) else " (run with -v for the traceback)"
