@@ -6,7 +6,8 @@
   same bytes) and then changed.
 * core/service.py's `_Worker` replaces a one-thread ThreadPoolExecutor: serial order, `submit`
   futures, shutdown cancelling what has not started.
-* core/loop_thread.py's `LoopThread.run` keeps run_coroutine_threadsafe's contract.
+* transport/bridge.py's `block_on` (the one loop<->thread bridge) keeps
+  run_coroutine_threadsafe's contract, also for a callable whose future it waits for.
 * `dripline.__version__` is read without importlib.metadata but must agree with it.
 """
 from __future__ import annotations
@@ -315,33 +316,61 @@ def test_version_agrees_with_importlib_metadata():
     assert dripline.__version__ == dripline.version == expected
 
 
-def test_loop_thread_call_returns_raises_and_maps_cancellation():
+def test_block_on_a_callable_waits_for_the_future_it_returns():
+    """The one bridge: a callable run on the loop whose future is awaited without a task."""
     from dripline.transport.bridge import LoopThread
     lt = LoopThread("t-loop")
+    tasks_seen = []
     try:
-        assert lt.call(lambda a, done: done(a * 2, None), 21) == 42
+        def resolved_later(value, error=None):
+            fut = lt.loop.create_future()
+            tasks_seen.append(asyncio.current_task(lt.loop))
+            if error is None:
+                lt.loop.call_later(0.01, fut.set_result, value)
+            else:
+                lt.loop.call_later(0.01, fut.set_exception, error)
+            return fut
+        assert lt.run(resolved_later, 42) == 42
+        assert tasks_seen == [None]  # run as a plain callback, no task made for it
         with pytest.raises(KeyError):
-            lt.call(lambda done: done(None, KeyError("k")))
+            lt.run(resolved_later, None, KeyError("k"))
 
-        def raises(done):
-            raise ValueError("before done")
+        def raises():
+            raise ValueError("before any future")
         with pytest.raises(ValueError):
-            lt.call(raises)
-        with pytest.raises(concurrent.futures.CancelledError):
-            lt.call(lambda done: done(None, asyncio.CancelledError()))
+            lt.run(raises)
 
-        def later(done):  # done from a later loop callback, twice: the first one counts
-            lt.loop.call_later(0.01, done, "first", None)
-            lt.loop.call_later(0.02, done, "second", None)
-        assert lt.call(later) == "first"
+        def cancelled():
+            fut = lt.loop.create_future()
+            fut.cancel()
+            return fut
+        with pytest.raises(concurrent.futures.CancelledError):
+            lt.run(cancelled)
+        with pytest.raises(concurrent.futures.CancelledError):
+            lt.run(resolved_later, None, asyncio.CancelledError())
+
+        abandoned = []
+
+        def never():
+            fut = lt.loop.create_future()
+            abandoned.append(fut)
+            return fut
+        with pytest.raises(concurrent.futures.TimeoutError):
+            lt.run(never, timeout=0.05)
+        assert lt.run(asyncio.sleep, 0.01) is None  # a coroutine function: run as a task
+        assert abandoned[0].cancelled()  # the caller gave up: the future was cancelled
         with pytest.raises(RuntimeError):
-            lt.run(_call_from_loop(lt))
+            lt.run(_block_from_loop(lt))
+        with pytest.raises(TypeError):
+            lt.run(42)  # type: ignore[arg-type]
     finally:
         lt.stop()
+    with pytest.raises(RuntimeError, match="not running"):
+        lt.run(lambda: None)
 
 
-async def _call_from_loop(lt):
-    lt.call(lambda done: done(1, None))
+async def _block_from_loop(lt):
+    lt.run(asyncio.sleep, 0)
 
 
 def _core_without_broker(monkeypatch):
@@ -352,7 +381,7 @@ def _core_without_broker(monkeypatch):
     return core
 
 
-def test_request_callback_times_out_like_request(monkeypatch):
+def test_core_request_times_out_through_the_tracker(monkeypatch):
     from dripline.protocol.errors import TimeoutError_
     from dripline.protocol.message import op_t
     from dripline.client.request_sender import build_request
@@ -360,26 +389,20 @@ def test_request_callback_times_out_like_request(monkeypatch):
     loop = asyncio.new_event_loop()
     try:
         core.loop = loop
-        results = []
 
         async def go():
             request = build_request(op_t.get, "nobody")
-            fut = loop.create_future()
-            core.request_callback(request, 0.05, lambda r, e: fut.set_result((r, e)))
-            results.append(await fut)
+            with pytest.raises(TimeoutError_) as info:
+                await core.request(request, 0.05)
             assert request.correlation_id not in core._pending
-            with pytest.raises(TimeoutError_) as old_style:
-                await core.request(build_request(op_t.get, "nobody"), 0.05)
-            return old_style.value
-        old = loop.run_until_complete(go())
-        reply, err = results[0]
-        assert reply is None and type(err) is TimeoutError_
-        assert str(err) == str(old) and err.return_code == old.return_code
+            return info.value
+        err = loop.run_until_complete(go())
+        assert "no reply from 'nobody' within 0.05 s" in str(err) and err.return_code == 404
     finally:
         loop.close()
 
 
-def test_request_callback_delivers_the_reply(monkeypatch):
+def test_core_begin_request_delivers_the_reply_to_its_future(monkeypatch):
     from dripline.protocol.message import MsgReply, op_t
     from dripline.client.request_sender import build_request
     core = _core_without_broker(monkeypatch)
@@ -389,13 +412,12 @@ def test_request_callback_delivers_the_reply(monkeypatch):
 
         async def go():
             request = build_request(op_t.get, "somebody")
-            fut = loop.create_future()
-            core.request_callback(request, 5, lambda r, e: fut.set_result((r, e)))
+            fut = core.begin_request(request, 5, convert=lambda reply: reply.payload)
             reply = MsgReply(0, "", {"value_raw": 1}, correlation_id=request.correlation_id)
             core._deliver_reply(reply)
             return await fut, request
-        (reply, err), request = loop.run_until_complete(go())
-        assert err is None and reply.payload == {"value_raw": 1}
+        value, request = loop.run_until_complete(go())
+        assert value == {"value_raw": 1}
         assert request.correlation_id not in core._pending
     finally:
         loop.close()

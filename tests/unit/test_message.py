@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 from dripline.core import message as m
 from dripline.protocol.chunks import Reassembler
 from dripline.protocol.errors import DecodeError, DriplineError
+from dripline.client.identity import SenderIdentity, now_timestamp, sender_info_for
 from dripline.protocol.message import (
-    MsgAlert, MsgReply, MsgRequest, Properties, UInt32, WireMessage, decode,
-    default_sender_info, msg_t, op_t,
+    MsgAlert, MsgReply, MsgRequest, Properties, UInt32, WireMessage, decode, format_timestamp,
+    msg_t, new_id, op_t, unknown_sender_info,
 )
 from dripline.protocol.specifier import Specifier
 
@@ -324,7 +325,8 @@ def test_request_wire_format():
     req = MsgRequest.create({"values": [1]}, op_t.set, "my_store", "peaches.x", "reply_q")
     key = uuid.uuid4()
     req.lockout_key = key
-    (w,) = wire_of(req)
+    req.sender_info = sender_info_for()  # what a client's Core stamps when it publishes
+    (w,) = req.encode(10000, timestamp=now_timestamp())
     assert w.routing_key == "my_store" and w.mandatory is True
     p = w.properties
     assert p.content_encoding == "application/json"
@@ -384,16 +386,56 @@ def test_alert_wire_format():
     assert w.body == b'{"value_cal":1.5,"value_raw":0.75}'
 
 
-def test_message_id_is_kept_and_timestamp_regenerated():
+def test_message_id_is_kept_and_timestamp_is_the_one_handed_in():
     alert = MsgAlert.create(1)
-    first = wire_of(alert)[0].properties
-    second = wire_of(alert)[0].properties
+    first = alert.encode(timestamp="2024-02-06T02:08:38.525721Z")[0].properties
+    assert first.headers["timestamp"] == alert.timestamp == "2024-02-06T02:08:38.525721Z"
+    second = wire_of(alert)[0].properties  # no new timestamp: the message's own is written
+    assert second.headers["timestamp"] == "2024-02-06T02:08:38.525721Z"
     assert first.message_id == second.message_id
     assert alert.message_id == first.message_id.split("/")[0]
     other = MsgAlert.create(1)
     assert wire_of(other)[0].properties.message_id != first.message_id
     alert.message_id = ""
     assert wire_of(alert)[0].properties.message_id != first.message_id
+    given = alert.encode(message_id="0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")[0].properties
+    assert given.message_id == "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0/0/1"
+
+
+def test_encoding_reads_no_clock_host_or_registry():
+    """The same message with the same stamps encodes to the same bytes (sans-I/O codec)."""
+    def build():
+        req = MsgRequest.create({"values": [1.5]}, op_t.set, "peaches", "", "rq",
+                                correlation_id="c0ffee00-0000-4000-8000-000000000000")
+        req.sender_info = SenderIdentity("/usr/bin/dl-agent", "daq1", "alice",
+                                         {"dripline": {"version": "3.0.0"}}).sender_info()
+        return req.encode(10000, timestamp="2024-02-06T02:08:38.525721Z",
+                          message_id="0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
+    a, b = build(), build()
+    assert [(w.body, w.properties) for w in a] == [(w.body, w.properties) for w in b]
+    h = a[0].properties.headers
+    assert h["sender_info"] == {"exe": "/usr/bin/dl-agent", "hostname": "daq1",
+                                "username": "alice", "service_name": "unknown",
+                                "versions": {"dripline": {"version": "3.0.0"}}}
+    assert h["timestamp"] == "2024-02-06T02:08:38.525721Z"
+
+
+def test_a_new_message_names_nobody_until_its_sender_stamps_it():
+    req = MsgRequest.create()
+    assert req.sender_info == unknown_sender_info()
+    assert set(req.sender_info) == SENDER_KEYS
+    assert req.sender_info is not MsgRequest.create().sender_info  # one dict per message
+    assert wire_of(req)[0].properties.headers["timestamp"] == ""
+
+
+def test_format_timestamp_and_new_id_are_pure():
+    assert format_timestamp(1_707_185_318_525_721_000) == "2024-02-06T02:08:38.525721Z"
+    assert format_timestamp(1_707_185_319_000_000_999) == "2024-02-06T02:08:39.000000Z"
+    assert new_id(bytes(16)) == "00000000-0000-4000-8000-000000000000"
+    assert new_id(b"\xff" * 16) == "ffffffff-ffff-4fff-bfff-ffffffffffff"
+    assert UUID_RE.match(new_id()) and new_id() != new_id()
+    with pytest.raises(DriplineError):
+        new_id(b"short")
 
 
 def test_body_encoding_rules(caplog):
@@ -419,23 +461,6 @@ def test_circular_payload_falls_back_to_str():
     assert wire_of(MsgAlert(loop))[0].body == b'"[[...]]"'
 
 
-def test_default_sender_info_is_cached_per_service_and_follows_versions():
-    from dripline.core import version
-    a = default_sender_info("svc_a")
-    assert a is default_sender_info("svc_a")
-    b = default_sender_info("svc_b")
-    assert b is not a and b["service_name"] == "svc_b" and a["service_name"] == "svc_a"
-    assert set(a) == SENDER_KEYS
-    assert a["versions"]["dripline"] == {"version": "3.0.0"}
-    version.add_version("test-plugin-xyz", "1.2.3")
-    try:
-        c = default_sender_info("svc_a")
-        assert c is not a and c["versions"]["test-plugin-xyz"] == {"version": "1.2.3"}
-    finally:
-        version.remove_version("test-plugin-xyz")
-    assert "test-plugin-xyz" not in default_sender_info("svc_a")["versions"]
-
-
 # ------------------------------------------------------------------------------------------
 # round trips
 # ------------------------------------------------------------------------------------------
@@ -444,7 +469,7 @@ def test_request_round_trip_all_fields():
     req = MsgRequest.create({"values": [1, "two", 3.5, None, True]}, op_t.cmd, "svc.ignored",
                             "method.a", "reply_queue")
     req.lockout_key = uuid.uuid4()
-    req.sender_info = default_sender_info("my_service")
+    req.sender_info = sender_info_for("my_service")
     back = roundtrip(req)
     assert isinstance(back, MsgRequest) and back.is_valid
     assert back.to_dict() == req.to_dict()

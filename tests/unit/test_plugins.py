@@ -17,7 +17,7 @@ import dripline
 from dripline import plugins
 from dripline.protocol.errors import ConfigError
 from dripline.assembly.objects import create_object, find_class
-from dripline.protocol.version import get_version, get_versions
+from dripline.client.identity import get_version, get_versions
 
 ENTITY = """
 from dripline.implementations import KeyValueStore
@@ -111,10 +111,13 @@ def test_namespace_plugin_is_imported_attached_and_versioned(site):
     assert find_class("ThingA") is plugin.module.ThingA
     assert get_versions()["dripline.extensions.pluga"] == {"version": "1.4.2", "commit": "abc",
                                                           "package": "me/plug-a"}
-    # every message carries it
-    from dripline.protocol.message import MsgAlert, default_sender_info
-    assert "dripline.extensions.pluga" in default_sender_info("x")["versions"]
-    headers = MsgAlert.create({"a": 1}, "k").encode()[0].properties.headers
+    # every message this process sends carries it (its identity is stamped at publish)
+    from dripline.client.identity import sender_info_for
+    from dripline.protocol.message import MsgAlert
+    assert "dripline.extensions.pluga" in sender_info_for("x")["versions"]
+    alert = MsgAlert.create({"a": 1}, "k")
+    alert.sender_info = sender_info_for("x")
+    headers = alert.encode()[0].properties.headers
     assert headers["sender_info"]["versions"]["dripline.extensions.pluga"]["version"] == "1.4.2"
 
 
@@ -215,9 +218,14 @@ def test_import_dripline_survives_a_broken_plugin_and_discovery_is_lazy(tmp_path
         assert "dripline.assembly.plugins" not in sys.modules, "discovery must not run at import"
         assert "dripline.extensions.pluglazy" not in sys.modules
         from dripline.protocol.message import MsgRequest
-        MsgRequest.create({"values": []}, 1, "x").encode()   # the first message triggers discovery
-        assert "dripline.extensions.pluglazy" in sys.modules
         from dripline.core import get_versions
+        MsgRequest.create({"values": []}, 1, "x").encode()   # building a message discovers nothing
+        assert "dripline.extensions.pluglazy" not in sys.modules
+        assert "dripline.extensions.pluglazy" not in get_versions()
+        assert "dripline.assembly.plugins" not in sys.modules
+        from dripline.assembly import plugins
+        plugins.discover()   # dl-serve's assembly step (a class lookup) registers the versions
+        assert "dripline.extensions.pluglazy" in sys.modules
         print(get_versions()["dripline.extensions.pluglazy"]["version"])
     """, str(tmp_path))
     assert r.returncode == 0, r.stderr

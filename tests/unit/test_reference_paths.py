@@ -11,7 +11,7 @@ MOVED = {
     "dripline.core.return_codes": "dripline.protocol.return_codes",
     "dripline.core.specifier": "dripline.protocol.specifier",
     "dripline.core.throw_reply": "dripline.protocol.throw_reply",
-    "dripline.core.version": "dripline.protocol.version",
+    "dripline.core.version": "dripline.client.identity",
     "dripline.core.interface": "dripline.client.interface",
     "dripline.core.service": "dripline.service.service",
     "dripline.core.endpoint": "dripline.service.endpoint",

@@ -78,7 +78,7 @@ def test_comparisons():
 
 
 def test_registered_in_version_store_like_a_plugin():
-    from dripline.protocol.version import get_versions, add_version, remove_version
+    from dripline.client.identity import get_versions, add_version, remove_version
 
     v = VersionSemantic()
     v.parse("v2.3.4")

@@ -19,7 +19,7 @@ What discovery does (`discover`, run once per process, on first need — see bel
 
 * every module under ``dripline.extensions`` is imported and is then ``dripline.extensions.<name>``;
   its ``version`` is registered (`dripline.core.add_version`) as ``dripline.extensions.<name>`` and
-  so is sent in every message's ``sender_info.versions``;
+  so is sent in the ``sender_info.versions`` of every message this process sends afterwards;
 * every distribution with ``dripline.extensions`` entry points has its version registered as
   ``dripline.extensions.<distribution>``; its modules are imported only when one of its classes is
   asked for (a class lookup, ``dl-serve --list``);
@@ -27,10 +27,11 @@ What discovery does (`discover`, run once per process, on first need — see bel
   and skipped: it never breaks ``import dripline``, dl-agent, or a service that does not use it.
   `problems()` lists such failures for ``dl-serve --list`` / ``dl-plugin list``.
 
-**When**: not at ``import dripline`` (the reference imports every plugin there). Discovery is
-registered as a version source (`dripline.protocol.version.add_version_source`) and so runs the first
-time this process builds a message or reads a version; `lookup` and the listing functions run it
-too. ``import dripline`` stays cheap, and so does a dl-agent start-up until it sends.
+**When**: not at ``import dripline`` (the reference imports every plugin there), and never
+because a message is built or sent: `lookup` (dl-serve building its objects) and the listing
+functions run it, which is dl-serve's assembly step filling the process's versions table
+(`dripline.client.identity`). ``import dripline`` stays cheap, and a dl-agent or a script never
+imports a plugin.
 
 Both regular and editable installs are found, of dripline and of the plugin: ``dripline`` and
 ``dripline.extensions`` span every matching folder on ``sys.path`` (pkgutil ``extend_path``), and
@@ -51,6 +52,7 @@ import os
 import pkgutil
 import re
 import sys
+import threading
 from typing import Any, Iterator
 
 __all__ = [
@@ -155,10 +157,10 @@ class Problem:
         return f"<Problem {self.kind}: {self.message}>"
 
 
-# The lock of the version sources: discovery runs as one of them, and a plugin may build a message
-# (and so read versions) while being imported. One lock for both means no lock-order deadlock
-# between a thread reading versions and another looking up a class.
-from dripline.protocol.version import _sources_lock as _lock  # noqa: E402
+# Discovery's own lock (re-entrant: a plugin's import may look up another class). Reading
+# versions never takes it, so a plugin that builds or sends a message while it is imported
+# cannot deadlock against a thread that sends.
+_lock = threading.RLock()
 
 _plugins: list[Plugin] | None = None
 _partial: list[Plugin] = []
@@ -203,7 +205,7 @@ def plugins() -> list[Plugin]:
 
 def _forget() -> None:
     global _plugins, _namespace_error
-    from dripline.protocol.version import remove_version
+    from dripline.client.identity import remove_version
     ext = sys.modules.get(NAMESPACE)
     for plugin in _plugins or []:
         if ext is not None and plugin.kind == "namespace" and plugin.module is not None \
@@ -222,7 +224,7 @@ def _forget() -> None:
 
 
 def _register_version(plugin: Plugin) -> None:
-    from dripline.protocol.version import add_version
+    from dripline.client.identity import add_version
     key = plugin.version_key
     if plugin.version is None or key in _registered:
         return

@@ -159,7 +159,7 @@ def _send(args: argparse.Namespace, res: Any, message: Any) -> Any:
     import asyncio
     import signal
 
-    from dripline.client.session import Core
+    from dripline.client.interface import AsyncInterface
 
     timeout = args.timeout if args.timeout is not None else res.config.get("timeout", 10)
     timeout = float(timeout) if timeout else None  # 0: wait forever
@@ -167,18 +167,19 @@ def _send(args: argparse.Namespace, res: Any, message: Any) -> Any:
     async def go() -> Any:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        core = Core(res.mesh, res.auth, connection_name="dripline:dl-agent")
+        client = AsyncInterface(dripline_mesh=res.mesh, auth=res.auth, name="dl-agent")
         try:
-            await core.start(timeout)
+            await client.start(timeout)
             if not message.is_request():
                 # wait until the broker took it: a refused alert is an error, not exit 0
                 left = 10.0 if deadline is None else max(deadline - loop.time(), 0.001)
-                await core.send_confirmed(message, left)
+                await client.send(message, left)
                 return None
-            left = None if deadline is None else max(deadline - loop.time(), 0.001)
-            return await core.request(message, left)
+            # the whole reply (dl-agent prints its code and message), 0 = no deadline
+            left = 0 if deadline is None else max(deadline - loop.time(), 0.001)
+            return await client.send_request(message, left)
         finally:
-            await core.close()
+            await client.close()
 
     # the standard loop, not uvloop: one request gains nothing from uvloop, whose import alone
     # costs a few ms of this command's start-up

@@ -112,7 +112,7 @@ def name_program(prog: str) -> None:
     The console script's own path when that is what runs (as dl-cpp reports its binary), else the
     command's name (`python -m dripline.cli.agent`), never the Python interpreter.
     """
-    from dripline.protocol.message import set_program
+    from dripline.client.identity import set_program
     script = sys.argv[0] if sys.argv else ""
     if os.path.basename(script) == prog and os.path.isfile(script):
         set_program(os.path.abspath(script))

@@ -83,19 +83,14 @@ def _as_list(value: Any) -> list:
 
 
 async def _monitor(args: argparse.Namespace, res: Any, request_keys: list, alert_keys: list) -> int:
-    from dripline.client.session import Core
+    from dripline.client.interface import AsyncInterface
     from dripline.protocol.errors import DecodeError
     from dripline.transport.ratelimit import RateLimiter
     from dripline.transport.receiver import ChunkReceiver
 
-    core = Core(res.mesh, res.auth, connection_name="dripline:dl-mon")
-    await core.start()
-    conn = core.connection
-    queue = await conn.declare_queue(f"monitor_{uuid.uuid4()}")
-    for key in request_keys:
-        await conn.bind(queue, core.requests_exchange, key)
-    for key in alert_keys:
-        await conn.bind(queue, core.alerts_exchange, key)
+    client = AsyncInterface(dripline_mesh=res.mesh, auth=res.auth, name="dl-mon")
+    await client.start()
+    core = client.core
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -134,16 +129,20 @@ async def _monitor(args: argparse.Namespace, res: Any, request_keys: list, alert
         if msg is not None:
             show(msg)
 
-    await conn.consume(queue, on_message)
-    print(f"dl-mon: watching {describe_keys(request_keys, alert_keys)} on {conn.address} "
+    try:
+        queue = await client.watch(f"monitor_{uuid.uuid4()}", request_keys, alert_keys, on_message)
+    except BaseException:
+        await client.close()
+        raise
+    print(f"dl-mon: watching {describe_keys(request_keys, alert_keys)} on {core.connection.address} "
           "(Ctrl-C to stop)", file=sys.stderr, flush=True)
     try:
         await done.wait()
     finally:
         receiver.close()
         undecodable.flush()
-        await conn.delete_queue(queue)
-        await core.close()
+        await client.unwatch(queue)
+        await client.close()
     return 0
 
 

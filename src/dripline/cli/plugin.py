@@ -606,7 +606,9 @@ def run(args: Any) -> int:
     if args.command == "list":
         return print_class_list(as_json=args.json)
     if args.command == "versions":
-        from dripline.protocol.version import get_versions
+        from dripline.assembly.plugins import discover
+        from dripline.client.identity import get_versions
+        discover()  # what dl-serve reports: its assembly step registers the plugins' versions
         json.dump(get_versions(), sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
         return 0

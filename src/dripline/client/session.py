@@ -1,17 +1,23 @@
 """Core: send dripline messages and await replies over one persistent broker connection.
 
 Everything above this module (clients, services) speaks in MsgRequest/MsgReply/MsgAlert objects;
-everything below (amqp) speaks in bytes. Core owns the reply queue, matches replies to requests by
-correlation id, turns a broker "return" of an unroutable request into an immediate error, and fails
-every waiting request when the connection drops, so that no caller ever hangs.
+everything below (the transport) speaks in bytes. Core owns the reply queue and stamps what it
+sends with this process's identity and the time (`dripline.client.identity`); which reply ends
+which request, and how (a broker "return", a malformed reply, a lost connection, a deadline), is
+decided by the sans-I/O tracker `dripline.client.pending`, for which Core keeps one timer. Every
+request of every client (AsyncInterface, Interface, dl-agent, a service's own requests) starts
+in `begin_request`, so no caller ever hangs and the rules live in one place.
 """
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any, Callable
 
-from dripline.protocol.errors import ConnectionError_, DecodeError, DriplineError, TimeoutError_, UnableToSendError
+from dripline.client.identity import now_timestamp, sender_info_for
+from dripline.client.pending import Pending, PendingRequests
+from dripline.protocol.errors import ConnectionError_, DecodeError, DriplineError
 from dripline.protocol.message import Message, MsgAlert, MsgReply, MsgRequest, decode
 from dripline.settings.auth import build_authentication
 from dripline.settings.mesh import load_return_codes, mesh_config
@@ -37,19 +43,22 @@ def mesh_and_auth(dripline_mesh: dict | None = None, auth: Any = None, username:
     return mesh, auth
 
 
-def _expire(future: asyncio.Future) -> None:
-    if not future.done():
-        future.set_exception(asyncio.TimeoutError())
-
-
-class _PendingRequest:
-    __slots__ = ("future", "replies", "collect", "routing_key")
-
-    def __init__(self, future: asyncio.Future, collect: bool, routing_key: str = "") -> None:
-        self.future = future
-        self.replies: list[MsgReply] = []
-        self.collect = collect
-        self.routing_key = routing_key
+def _settle(entry: Pending) -> None:
+    """A tracked request ended: hand its outcome to the future its caller awaits (if still)."""
+    future, convert = entry.token
+    if future.done():  # the caller stopped waiting (cancelled, or its bridge timed out)
+        return
+    if entry.error is not None:
+        future.set_exception(entry.error)
+        return
+    value: Any = entry.replies if entry.collect else entry.reply
+    if convert is not None:
+        try:
+            value = convert(value)
+        except Exception as err:  # e.g. a non-zero return code with confirm_retcodes
+            future.set_exception(err)
+            return
+    future.set_result(value)
 
 
 class Core:
@@ -77,9 +86,11 @@ class Core:
                                       max_message_size=self.max_message_size,
                                       max_pending_bytes=self.max_pending_bytes,
                                       label=f"{service_name} reply queue")
-        self._pending: dict[str, _PendingRequest] = {}
-        self._reply_queue = None
-        self.connection = None
+        self._pending = PendingRequests()
+        self._timer: asyncio.TimerHandle | None = None  # wakes the tracker at its next deadline
+        self._timer_at = 0.0
+        self._reply_queue: Any = None
+        self.connection: Any = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
     # ---------------------------------------------------------------- mesh properties
@@ -157,16 +168,16 @@ class Core:
             kind = {2: "reply", 3: "request", 4: "alert"}.get(int(msg.message_type), "message")
             raise DriplineError(f"Thrown {kind}: dry run (make_connection is false), not sent:\n"
                                 f"{msg.encode_full_message()}", 3)
-        if not msg.sender_info or msg.sender_info.get("service_name") in (None, "unknown"):
-            from dripline.protocol.message import default_sender_info
-            msg.sender_info = default_sender_info(self.service_name)
+        info = msg.sender_info
+        if not info or info.get("service_name") in (None, "unknown"):
+            msg.sender_info = sender_info_for(self.service_name)
         publish = self.connection.publish
-        for wire in msg.encode(self.max_payload_size):
+        for wire in msg.encode(self.max_payload_size, timestamp=now_timestamp()):
             publish(exchange, wire)
 
     def send(self, msg: Message) -> None:
         """Send a reply (to its reply_to) or an alert, without waiting. Must run on the loop."""
-        if msg.is_reply():
+        if isinstance(msg, MsgReply):
             if not msg.routing_key:
                 logger.warning("reply (%s %s) has no reply_to; not sent", msg.return_code,
                                msg.return_message)
@@ -177,94 +188,75 @@ class Core:
         else:
             self._publish(self.requests_exchange, msg)
 
-    async def request(self, msg: MsgRequest, timeout_s: float | None = 10) -> MsgReply:
-        """Send a request and return its first reply.
+    def begin_request(self, msg: MsgRequest, timeout_s: float | None = 10, *,
+                      collect: bool = False,
+                      convert: Callable[[Any], Any] | None = None) -> "asyncio.Future[Any]":
+        """Send a request now and return the future of its outcome. Must run on the loop.
 
-        Raises UnableToSendError (nobody bound to the routing key), TimeoutError_ (no reply within
-        timeout_s; None or 0 waits forever), ConnectionError_ (broker lost meanwhile).
+        The one start of every request. The future's result is the reply (with `collect`, the
+        list of every reply until `timeout_s`, normally for a broadcast), passed through
+        `convert` when given; it fails with UnableToSendError (nobody bound to the routing key,
+        or the broker refused the publish), TimeoutError_ (no reply within timeout_s; None or 0
+        waits forever), DriplineError 402 (a malformed reply) or ConnectionError_ (the broker
+        was lost meanwhile). A future, not a coroutine: a blocked thread (the bridge) waits on it
+        without a task. Cancelling the future forgets the request.
         """
-        pending = self._send_request(msg, collect=False)
-        try:
-            return await self._await(pending, msg, timeout_s)
-        finally:
-            self._pending.pop(msg.correlation_id, None)
-
-    def request_callback(self, msg: MsgRequest, timeout_s: float | None,
-                         done: Callable[[MsgReply | None, BaseException | None], None]) -> None:
-        """`request` for a blocked thread (Interface): send now, then done(reply, error) once.
-
-        Same outcomes as `request` (reply, UnableToSendError, TimeoutError_, ConnectionError_ ...)
-        without a task: the reply's future calls `done` directly, which saves a task and two
-        loop iterations per blocking request. Must run on the loop.
-        """
-        try:
-            pending = self._send_request(msg, collect=False)
-        except Exception as err:
-            done(None, err)
-            return
-        future = pending.future
-        timer = future.get_loop().call_later(timeout_s, _expire, future) if timeout_s else None
-
-        def finished(fut: asyncio.Future) -> None:
-            if timer is not None:
-                timer.cancel()
-            self._pending.pop(msg.correlation_id, None)
-            if fut.cancelled():
-                done(None, asyncio.CancelledError())
-                return
-            err = fut.exception()
-            if err is None:
-                done(fut.result(), None)
-            elif isinstance(err, asyncio.TimeoutError):
-                done(None, TimeoutError_(f"no reply from '{msg.routing_key}' within "
-                                         f"{timeout_s:g} s"))
-            else:
-                done(None, err)
-        future.add_done_callback(finished)
-
-    async def request_all(self, msg: MsgRequest, timeout_s: float = 1.0) -> list[MsgReply]:
-        """Send a request (normally a broadcast) and collect every reply arriving within timeout_s."""
-        pending = self._send_request(msg, collect=True)
-        try:
-            await asyncio.wait_for(asyncio.shield(pending.future), timeout_s)
-        except asyncio.TimeoutError:
-            pass
-        finally:
-            self._pending.pop(msg.correlation_id, None)
-        if pending.future.done() and pending.future.exception() is not None:
-            raise pending.future.exception()
-        return list(pending.replies)
-
-    def _send_request(self, msg: MsgRequest, collect: bool) -> _PendingRequest:
         if self.make_connection and (self.connection is None or not self.connection.is_open):
             raise ConnectionError_(f"not connected to the broker at {self.address}:{self.port}; "
                                    f"request to '{msg.routing_key}' not sent")
+        loop = self.loop
+        if loop is None:
+            raise ConnectionError_(f"the client is not started; request to '{msg.routing_key}' "
+                                   "not sent")
+        if collect and not timeout_s:
+            timeout_s = 10  # a collection ends at its deadline: it needs one
         msg.reply_to = self.reply_to
-        pending = _PendingRequest(self.loop.create_future(), collect, msg.routing_key)
-        self._pending[msg.correlation_id] = pending
+        future = loop.create_future()
+        cid = msg.correlation_id
+        entry = self._pending.add(cid, msg.routing_key, now=loop.time(), timeout_s=timeout_s,
+                                  collect=collect, on_done=_settle, token=(future, convert))
         try:
             self._publish(self.requests_exchange, msg)
         except BaseException:
-            self._pending.pop(msg.correlation_id, None)
+            self._pending.discard(cid)
             raise
-        return pending
+        deadline = entry.deadline
+        if deadline is None:  # nothing would ever end an abandoned request: forget it at once
+            future.add_done_callback(functools.partial(self._forget_cancelled, cid))
+        elif self._timer is None or deadline < self._timer_at:
+            self._arm(deadline)
+        return future
 
-    async def _await(self, pending: _PendingRequest, msg: MsgRequest, timeout_s: float | None):
-        future = pending.future
-        if not timeout_s:
-            return await future
-        # a timer that fails the future: what asyncio.wait_for does, minus its extra future,
-        # callbacks and (before 3.12) task; this is on every request's path
-        timer = future.get_loop().call_later(timeout_s, _expire, future)
-        try:
-            return await future
-        except asyncio.TimeoutError:
-            raise TimeoutError_(f"no reply from '{msg.routing_key}' within {timeout_s:g} s") from None
-        finally:
-            timer.cancel()
+    async def request(self, msg: MsgRequest, timeout_s: float | None = 10) -> MsgReply:
+        """Send a request and return its first reply (outcomes: see `begin_request`)."""
+        return await self.begin_request(msg, timeout_s)
+
+    async def request_all(self, msg: MsgRequest, timeout_s: float = 1.0) -> list[MsgReply]:
+        """Send a request (normally a broadcast) and collect every reply arriving within timeout_s."""
+        return await self.begin_request(msg, timeout_s, collect=True)
+
+    def _forget_cancelled(self, correlation_id: str, future: asyncio.Future) -> None:
+        if future.cancelled():
+            self._pending.discard(correlation_id)
+
+    # ---------------------------------------------------------------- deadlines
+    def _arm(self, deadline: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        assert self.loop is not None
+        self._timer = self.loop.call_at(deadline, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        assert self.loop is not None
+        self._pending.expire(self.loop.time())
+        following = self._pending.next_deadline()
+        if following is not None:
+            self._arm(following)
 
     # ---------------------------------------------------------------- receiving
-    def _on_reply_delivery(self, routing_key: str, body: bytes, properties: Any, ack) -> None:
+    def _on_reply_delivery(self, routing_key: str, body: bytes, properties: Any, ack: Any) -> None:
         try:
             msg = self._replies.feed(routing_key, body, properties)
         except DecodeError as err:
@@ -277,54 +269,25 @@ class Core:
         """An undecodable reply ends the request it answers at once (402), instead of its timeout."""
         correlation_id = getattr(err, "correlation_id", None) or \
             getattr(properties, "correlation_id", None)
-        pending = self._pending.get(correlation_id) if isinstance(correlation_id, str) else None
-        if pending is None or pending.future.done():
+        outcome = self._pending.on_undecodable(correlation_id, err.message)
+        if outcome == "unknown":
             _log.warning(("undecodable reply", err.return_code),
                          "undecodable message on the reply queue: %s", err.message)
-            return
-        if pending.collect:  # one bad answer to a broadcast does not end the collection
+        elif outcome == "ignored":  # one bad answer to a broadcast does not end the collection
             _log.warning(("undecodable broadcast reply", err.return_code),
                          "undecodable reply to a broadcast request: %s", err.message)
-            return
-        pending.future.set_exception(DriplineError(f"malformed reply: {err.message}", 402))
 
     def _incomplete_reply(self, incomplete: Incomplete) -> None:
-        msg = incomplete.message
-        pending = self._pending.get(msg.correlation_id)
-        if pending is None or pending.future.done() or pending.collect or not msg.is_reply():
-            return
-        pending.future.set_exception(DriplineError(f"incomplete reply: {incomplete.description}",
-                                                   402, msg.payload))
+        self._pending.on_incomplete(incomplete.message, incomplete.description)
 
     def _deliver_reply(self, msg: Message) -> None:
-        pending = self._pending.get(msg.correlation_id)
-        if pending is None:
+        if self._pending.on_message(msg) == "unknown":
             logger.debug("reply with unknown correlation id %s dropped (late or duplicate)",
                          msg.correlation_id)
-            return
-        if not msg.is_reply():
-            err = DriplineError(f"a non-reply message ({msg.message_type.name}) arrived on the reply "
-                                "queue", 402)
-            if not pending.future.done():
-                pending.future.set_exception(err)
-            return
-        if not msg.is_valid:
-            err = DriplineError("the reply could not be decoded completely", 402, msg.payload)
-            if not pending.future.done() and not pending.collect:
-                pending.future.set_exception(err)
-            return
-        if pending.collect:
-            pending.replies.append(msg)
-        elif not pending.future.done():
-            pending.future.set_result(msg)
 
     def _on_returned(self, properties: Any, text: str) -> None:
-        pending = self._pending.get(getattr(properties, "correlation_id", None) or "")
-        if pending is None:
+        if not self._pending.on_returned(getattr(properties, "correlation_id", None), text):
             logger.warning("message returned by the broker: %s", text)
-            return
-        if not pending.future.done():
-            pending.future.set_exception(UnableToSendError(f"request not delivered: {text}"))
 
     def _on_publish_refused(self, refused: Any) -> None:
         """A publish refused by the broker (a missing write or topic permission) ends the
@@ -332,12 +295,7 @@ class Core:
         routing key, or every waiting request when the whole requests exchange was refused."""
         if refused.exchange and refused.exchange != self.requests_exchange:
             return
-        for pending in list(self._pending.values()):
-            if refused.topic and pending.routing_key != refused.topic:
-                continue
-            if not pending.future.done():
-                pending.future.set_exception(UnableToSendError(
-                    f"request to '{pending.routing_key}' not delivered: {refused.message}"))
+        self._pending.on_refused(refused.topic, refused.message)
 
     async def send_confirmed(self, msg: Message, timeout_s: float = 10) -> None:
         """Send a reply or alert and return once the broker accepted it; a refusal raises
@@ -352,10 +310,28 @@ class Core:
             "may not have been handled"))
 
     def _fail_all(self, err: BaseException) -> None:
-        for pending in list(self._pending.values()):
-            if not pending.future.done():
-                pending.future.set_exception(err)
-        self._pending.clear()
+        self._pending.fail_all(err)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # ---------------------------------------------------------------- watching
+    async def watch(self, queue_name: str, request_keys: list[str], alert_keys: list[str],
+                    on_delivery: Callable[[str, bytes, Any, Any], None]) -> Any:
+        """Bind a private queue to keys of both exchanges and hand every delivery, undecoded, to
+        ``on_delivery(routing_key, body, properties, ack)`` (dl-mon). Returns the queue, for
+        `unwatch`."""
+        conn = self.connection
+        queue = await conn.declare_queue(queue_name)
+        for key in request_keys:
+            await conn.bind(queue, self.requests_exchange, key)
+        for key in alert_keys:
+            await conn.bind(queue, self.alerts_exchange, key)
+        await conn.consume(queue, on_delivery)
+        return queue
+
+    async def unwatch(self, queue: Any) -> None:
+        await self.connection.delete_queue(queue)
 
     # ---------------------------------------------------------------- conveniences
     def send_alert(self, routing_key: str, payload: Any = None) -> MsgAlert:

@@ -2,8 +2,11 @@
 
 This module turns `MsgRequest` / `MsgReply` / `MsgAlert` objects into AMQP bodies + properties
 exactly as dripline-cpp 2.10 writes them, and back. It never imports the AMQP library and never
-does I/O, so every wire rule can be unit- and property-tested without a broker; `core/amqp.py`
-maps `Properties` onto pika and writes `UInt32` header values as AMQP ``i`` (unsigned 32).
+does I/O, so every wire rule can be unit- and property-tested without a broker; the transport
+maps `Properties` onto pika and writes `UInt32` header values as AMQP ``i`` (unsigned 32). It
+reads no clock, host name, passwd entry or version registry either: the sender hands in its
+``sender_info`` and the ``timestamp`` (`dripline.client.identity`), so the same message encodes
+to the same bytes, and building one never imports a plugin.
 
 Wire layout (see reference §1.5-§1.10):
 
@@ -44,8 +47,6 @@ import logging
 import math
 import os
 import re
-import socket
-import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -57,12 +58,11 @@ import orjson
 from dripline.protocol.errors import DecodeError, DriplineError
 from dripline.protocol.payload import NULL_PAYLOAD, PayloadDict, PayloadList, reference_view, view
 from dripline.protocol.specifier import Specifier
-from dripline.protocol.version import get_versions
 
 __all__ = [
     "op_t", "msg_t", "to_uint", "to_string", "to_op_t", "to_msg_t", "UInt32", "Properties",
-    "WireMessage", "Message", "MsgRequest", "MsgReply", "MsgAlert", "default_sender_info",
-    "set_program",
+    "WireMessage", "Message", "MsgRequest", "MsgReply", "MsgAlert", "unknown_sender_info",
+    "format_timestamp", "new_id",
     "decode", "dumps_payload", "loads_payload", "JSON_ENCODING",
     "DEFAULT_MAX_PAYLOAD_SIZE", "NIL_UUID", "PayloadDict", "PayloadList",
 ]
@@ -260,84 +260,25 @@ class WireMessage:
 # sender_info and timestamps
 # --------------------------------------------------------------------------------------------
 
-_host_facts: tuple[str, str, str] | None = None
-_sender_cache: dict[str, tuple[Any, dict[str, Any]]] = {}
-_program: str | None = None
+def unknown_sender_info(service_name: str = "unknown") -> dict[str, Any]:
+    """A complete `sender_info` that names nobody: what a message holds until its sender stamps
+    its own (`dripline.client.identity`; a Core does it when it publishes).
 
-
-def set_program(program: str) -> None:
-    """Name the running program in `sender_info.exe` (a path, or a name such as "dl-agent").
-
-    dl-cpp reports its own binary there, and a ping's reply and dl-mon show it; for Python that
-    binary is the interpreter, which names nothing. The commands call this with their own path.
+    A new dict each time, so that changing one message's sender_info changes no other.
     """
-    global _program, _host_facts
-    _program = program
-    _host_facts = None
-    _sender_cache.clear()
-
-
-def _program_path() -> str:
-    """The program to name: what set_program() said, else the script being run (a user's
-    `take_data.py`), else the interpreter (an interactive session, `python -c`)."""
-    if _program:
-        return _program
-    script = sys.argv[0] if sys.argv else ""
-    if script and script not in ("-c", "-m") and os.path.isfile(script):
-        return os.path.abspath(script)
-    try:
-        return os.readlink("/proc/self/exe")
-    except OSError:
-        return sys.executable or "unknown"
-
-
-def _collect_host_facts() -> tuple[str, str, str]:
-    exe = _program_path()
-    try:
-        hostname = socket.gethostname()
-    except OSError:
-        hostname = "unknown"
-    try:
-        import pwd
-        username = pwd.getpwuid(os.getuid()).pw_name
-    except Exception:
-        try:
-            import getpass
-            username = getpass.getuser()
-        except Exception:
-            username = "unknown"
-    return exe, hostname, username
-
-
-def default_sender_info(service_name: str = "unknown") -> dict[str, Any]:
-    """The `sender_info` table this process puts on its messages, cached per service name.
-
-    The returned dict is shared by every message of that service (it is rebuilt only when the
-    version registry changes): replace a message's sender_info, never mutate it in place.
-    """
-    global _host_facts
-    versions = get_versions()
-    hit = _sender_cache.get(service_name)
-    if hit is not None and hit[0] is versions:
-        return hit[1]
-    if _host_facts is None:
-        _host_facts = _collect_host_facts()
-    exe, hostname, username = _host_facts
-    info = {"exe": exe, "hostname": hostname, "username": username,
-            "service_name": str(service_name), "versions": versions}
-    if len(_sender_cache) > 1024:
-        _sender_cache.clear()
-    _sender_cache[service_name] = (versions, info)
-    return info
+    return {"exe": "unknown", "hostname": "unknown", "username": "unknown",
+            "service_name": str(service_name), "versions": {}}
 
 
 _ts_cache: tuple[int, str] = (-1, "")
 
 
-def _now_timestamp() -> str:
-    """UTC now as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``; the seconds part is formatted once a second."""
+def format_timestamp(time_ns: int) -> str:
+    """The ``timestamp`` header for a UTC time given in nanoseconds since the epoch:
+    ``YYYY-MM-DDTHH:MM:SS.ffffffZ``. The caller reads the clock; the date part of the last second
+    formatted is remembered (a message rate of thousands per second formats it once)."""
     global _ts_cache
-    sec, ns = divmod(time.time_ns(), 1_000_000_000)
+    sec, ns = divmod(int(time_ns), 1_000_000_000)
     cached = _ts_cache
     if cached[0] != sec:
         cached = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
@@ -557,9 +498,17 @@ def _coerce_lockout_key(value: Any) -> uuid.UUID:
 # Messages
 # --------------------------------------------------------------------------------------------
 
-def _new_id() -> str:
-    """str(uuid.uuid4()) in less than half the time (no UUID object); two per request."""
-    b = bytearray(_urandom(16))
+def new_id(entropy: bytes | None = None) -> str:
+    """A version-4 UUID as text, made from 16 bytes of `entropy` (random bytes when None).
+
+    str(uuid.uuid4()) in less than half the time (no UUID object); two per request. Ids are the
+    one thing this module makes itself, and only when none is handed in: the reference's
+    factories give every new request and alert a correlation id, and every sent message an id.
+    Pass them (``correlation_id=``, ``encode(message_id=...)``) for reproducible messages.
+    """
+    b = bytearray(_urandom(16) if entropy is None else entropy[:16])
+    if len(b) != 16:
+        raise DriplineError(f"an id needs 16 bytes of entropy, got {len(b)}")
     b[6] = (b[6] & 0x0F) | 0x40  # version 4
     b[8] = (b[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = b.hex()
@@ -627,7 +576,7 @@ class Message:
         self.correlation_id = "" if correlation_id is None else str(correlation_id)
         self.message_id = message_id or ""
         self.timestamp = timestamp or ""
-        self.sender_info = default_sender_info() if sender_info is None else sender_info
+        self.sender_info = unknown_sender_info() if sender_info is None else sender_info
         self.payload = _plain_payload(payload)
         self.is_valid = bool(is_valid)
 
@@ -656,11 +605,15 @@ class Message:
     def _extra_fields(self, fields: dict[str, Any]) -> None:
         pass
 
-    def encode(self, max_payload_size: int | None = DEFAULT_MAX_PAYLOAD_SIZE
+    def encode(self, max_payload_size: int | None = DEFAULT_MAX_PAYLOAD_SIZE, *,
+               timestamp: str | None = None, message_id: str | None = None
                ) -> list[WireMessage]:
         """The AMQP messages (one per chunk, in order) that carry this message.
 
-        Sets `timestamp` to now and `message_id` to a new uuid when it is empty.
+        Writes what the message holds: its `sender_info` and `timestamp`, or the `timestamp` and
+        `message_id` handed in here, which are then kept on the message (the sender, not the
+        codec, reads the clock: `dripline.client.identity.now_timestamp`). A message without a
+        `message_id` gets a new random one, as the reference gives every sent message.
         """
         mtype = self.message_type
         if mtype is msg_t.unknown:
@@ -670,13 +623,17 @@ class Message:
             if max_payload_size < 1:
                 raise DriplineError(f"max_payload_size must be positive, got {max_payload_size}")
         body = dumps_payload(self.payload)
+        if message_id is not None:
+            self.message_id = str(message_id)
         base_id = self.message_id
         if not base_id:
-            base_id = self.message_id = _new_id()
-        timestamp = self.timestamp = _now_timestamp()
+            base_id = self.message_id = new_id()
+        if timestamp is not None:
+            self.timestamp = str(timestamp)
+        timestamp = self.timestamp
         sender_info = self.sender_info
         if sender_info is None:
-            sender_info = self.sender_info = default_sender_info()
+            sender_info = self.sender_info = unknown_sender_info()
         headers = {
             "message_type": _MSG_T_U32[mtype],
             "specifier": _spec_text(self._specifier),
@@ -750,7 +707,7 @@ class MsgRequest(Message):
                  message_id: str = "", timestamp: str = "",
                  sender_info: dict[str, Any] | None = None, is_valid: bool = True) -> None:
         self._init_common(payload, routing_key, specifier, reply_to,
-                          _new_id() if correlation_id is None else correlation_id,
+                          new_id() if correlation_id is None else correlation_id,
                           message_id, timestamp, sender_info, is_valid)
         self.message_operation = (message_operation if type(message_operation) is op_t
                                   else op_t.to_op_t(message_operation))
@@ -879,7 +836,7 @@ class MsgAlert(Message):
                  timestamp: str = "", sender_info: dict[str, Any] | None = None,
                  is_valid: bool = True) -> None:
         self._init_common(payload, routing_key, specifier, reply_to,
-                          _new_id() if correlation_id is None else correlation_id,
+                          new_id() if correlation_id is None else correlation_id,
                           message_id, timestamp, sender_info, is_valid)
 
     @classmethod

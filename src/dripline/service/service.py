@@ -29,9 +29,11 @@ from typing import Any, Callable
 from dripline.service.endpoint import Endpoint
 from dripline.protocol.errors import (ConfigError, ConnectionError_, DecodeError, DriplineError, TimeoutError_,
                          UnableToSendError)
-from dripline.protocol.message import Message, MsgAlert, MsgReply, MsgRequest, default_sender_info, op_t
+from dripline.protocol.message import Message, MsgAlert, MsgReply, MsgRequest, op_t
 from dripline.transport.ratelimit import LimitedLog
 from dripline.transport.receiver import ChunkReceiver, Incomplete
+from dripline.client.identity import sender_info_for
+from dripline.client.interface import request_from_thread
 from dripline.client.request_sender import RequestSender
 from dripline.service.scheduler import Scheduler
 
@@ -371,7 +373,7 @@ class Service(Endpoint, RequestSender):
         self._alert_buffer: collections.deque = collections.deque(maxlen=ALERT_BUFFER_SIZE)
         self._scheduler = Scheduler(self._run_on_worker)
         self.started = threading.Event()
-        self.sender_info = default_sender_info(name)
+        self.sender_info = sender_info_for(name)
         if metrics_port is not None:
             metrics_port = _count_option(name, "metrics_port", metrics_port, 0)
         self.metrics_port = metrics_port
@@ -475,21 +477,13 @@ class Service(Endpoint, RequestSender):
 
     def send_request(self, request: MsgRequest, timeout_s: float | None = None) -> MsgReply:
         request.sender_info = self.sender_info
-        return self._blocking(self.core.request(request, timeout_s))
+        return request_from_thread(self.loop, self.core, request, timeout_s,
+                                   owner=f"service {self.name}")
 
     def send_request_all(self, request: MsgRequest, timeout_s: float = 1.0) -> list[MsgReply]:
         request.sender_info = self.sender_info
-        return self._blocking(self.core.request_all(request, timeout_s))
-
-    def _blocking(self, coro) -> Any:
-        if self.loop is None or not self.loop.is_running():
-            coro.close()
-            raise DriplineError(f"service {self.name} is not running; it cannot send requests yet", 101)
-        if self._on_loop_thread():
-            coro.close()
-            raise DriplineError("a blocking request was made on the event loop (from an async "
-                                "handler); await self.service.core.request(...) there instead", 300)
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        return request_from_thread(self.loop, self.core, request, timeout_s, collect=True,
+                                   owner=f"service {self.name}")
 
     def _on_loop_thread(self) -> bool:
         try:

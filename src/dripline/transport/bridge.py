@@ -1,17 +1,18 @@
-"""A private asyncio event loop in a daemon thread, for synchronous callers.
+"""The one loop<->thread bridge: a blocked thread waits for work done on an event loop.
 
 Scripts, notebooks (which already run a loop of their own) and service handlers (which run on a
-worker thread) all need to block on a coroutine; running it on a separate loop thread works in all
-three places, where asyncio.run() would not.
+worker thread) all need to block until something on a loop finishes; `block_on` is the only way
+any of them does it, so its contract (errors, cancellation, timeouts) is written once.
+`LoopThread` is a private loop in a daemon thread for callers that have none (`Interface`).
 """
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import threading
-from typing import Any, Callable, Coroutine
+from typing import Any
 
-__all__ = ["LoopThread", "new_event_loop"]
+__all__ = ["LoopThread", "block_on", "new_event_loop"]
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -21,6 +22,49 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
         return uvloop.new_event_loop()
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
         return asyncio.new_event_loop()
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def block_on(loop: asyncio.AbstractEventLoop, work: Any, *args: Any,
+             timeout: float | None = None) -> Any:
+    """Do `work` on `loop` (running in another thread) and block until it is finished.
+
+    `work` is a coroutine object, or a callable that is called on the loop with `args` and returns
+    an awaitable: an asyncio future is waited for as it is (no task; the client's requests
+    come this way: `Core.begin_request`), a coroutine is run as a task.
+
+    Same contract as ``asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)``: the
+    result, or the exception raised; concurrent.futures.CancelledError when the work was
+    cancelled; after `timeout` seconds the work is cancelled and concurrent.futures.TimeoutError
+    raised. The hand-off costs one lock instead of a concurrent Future chained to a task.
+    """
+    if asyncio.iscoroutine(work):
+        if args:
+            work.close()
+            raise TypeError("block_on(loop, coroutine) takes no arguments for the coroutine")
+    elif not callable(work):
+        raise TypeError(f"block_on needs a coroutine or a callable, not {type(work).__name__}")
+    if _on_loop(loop):
+        if asyncio.iscoroutine(work):
+            work.close()
+        raise RuntimeError("a blocking dripline call was made from its own event loop thread; "
+                           "use the async API (await ...) there instead")
+    if loop.is_closed() or not loop.is_running():
+        if asyncio.iscoroutine(work):
+            work.close()
+        raise RuntimeError("the event loop that would do this work is not running")
+    call = _BlockingCall(loop, work, args)
+    loop.call_soon_threadsafe(call.start)
+    if not call.lock.acquire(True, -1 if timeout is None else max(timeout, 0)):
+        loop.call_soon_threadsafe(call.cancel)
+        raise concurrent.futures.TimeoutError()
+    return call.outcome()
 
 
 class LoopThread:
@@ -38,41 +82,9 @@ class LoopThread:
         self.loop.call_soon(self._started.set)
         self.loop.run_forever()
 
-    def run(self, coro: Coroutine, timeout: float | None = None) -> Any:
-        """Run `coro` on the loop and block until it finishes (or `timeout` seconds pass).
-
-        Same contract as ``asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)`` (on a
-        timeout the task is cancelled and concurrent.futures.TimeoutError raised; a cancelled
-        task raises concurrent.futures.CancelledError), with a cheaper hand-off: one lock
-        instead of a concurrent Future (a Condition) chained to the task. Every blocking
-        Interface call goes through here (bench/request_reply.py).
-        """
-        if threading.current_thread() is self.thread:
-            coro.close()
-            raise RuntimeError("a blocking dripline call was made from its own event loop thread; "
-                               "use the async API (await ...) there instead")
-        if not asyncio.iscoroutine(coro):
-            raise TypeError("A coroutine object is required")
-        call = _BlockingCall(coro, self.loop)
-        self.loop.call_soon_threadsafe(call.start)
-        if not call.lock.acquire(True, -1 if timeout is None else max(timeout, 0)):
-            self.loop.call_soon_threadsafe(call.cancel)
-            raise concurrent.futures.TimeoutError()
-        return call.outcome()
-
-    def call(self, fn: Callable[..., None], *args: Any) -> Any:
-        """Run fn(*args, done) on the loop and block until it calls done(result, error).
-
-        For callback-style loop APIs (Core.request_callback): no task, no coroutine. An error is
-        raised here; a CancelledError becomes concurrent.futures.CancelledError, as with `run`.
-        """
-        if threading.current_thread() is self.thread:
-            raise RuntimeError("a blocking dripline call was made from its own event loop thread; "
-                               "use the async API (await ...) there instead")
-        call = _CallbackCall(fn, args)
-        self.loop.call_soon_threadsafe(call.start)
-        call.lock.acquire()
-        return call.outcome()
+    def run(self, work: Any, *args: Any, timeout: float | None = None) -> Any:
+        """`block_on` this thread's loop."""
+        return block_on(self.loop, work, *args, timeout=timeout)
 
     def stop(self) -> None:
         if self.loop.is_running():
@@ -82,85 +94,59 @@ class LoopThread:
 
 
 class _BlockingCall:
-    """One coroutine run for a blocked thread: `lock` is released when the task is done."""
+    """One `block_on`: `lock` is released when the work is finished."""
 
-    __slots__ = ("coro", "loop", "lock", "task", "abandoned", "result", "error", "cancelled")
+    __slots__ = ("loop", "work", "args", "lock", "future", "abandoned", "result", "error",
+                 "cancelled")
 
-    def __init__(self, coro: Coroutine, loop: asyncio.AbstractEventLoop) -> None:
-        self.coro, self.loop = coro, loop
+    def __init__(self, loop: asyncio.AbstractEventLoop, work: Any, args: tuple) -> None:
+        self.loop, self.work, self.args = loop, work, args
         self.lock = threading.Lock()
         self.lock.acquire()
-        self.task: asyncio.Task | None = None
+        self.future: asyncio.Future | None = None
         self.abandoned = False
         self.result: Any = None
         self.error: BaseException | None = None
         self.cancelled = False
 
     def start(self) -> None:  # on the loop
+        work, self.work = self.work, None
         try:
-            self.task = self.loop.create_task(self.coro)
+            awaitable = work if asyncio.iscoroutine(work) else work(*self.args)
+            if asyncio.isfuture(awaitable):
+                future = awaitable
+            elif asyncio.iscoroutine(awaitable):
+                future = self.loop.create_task(awaitable)
+            else:
+                raise TypeError(f"{work!r} returned {type(awaitable).__name__}, not an awaitable")
         except BaseException as err:
             self.error = err
             self.lock.release()
-            raise
+            if not isinstance(err, Exception):
+                raise
+            return
+        self.future = future
         if self.abandoned:
-            self.task.cancel()
-        self.task.add_done_callback(self._done)
+            future.cancel()
+        future.add_done_callback(self._done)
 
-    def _done(self, task: asyncio.Task) -> None:  # on the loop
-        if task.cancelled():
+    def _done(self, future: asyncio.Future) -> None:  # on the loop
+        if future.cancelled():
             self.cancelled = True
         else:
-            self.error = task.exception()
+            self.error = future.exception()
             if self.error is None:
-                self.result = task.result()
+                self.result = future.result()
         self.lock.release()
 
     def cancel(self) -> None:  # on the loop, after the caller gave up waiting
         self.abandoned = True
-        if self.task is not None:
-            self.task.cancel()
+        if self.future is not None:
+            self.future.cancel()
 
     def outcome(self) -> Any:
         if self.cancelled:
             raise concurrent.futures.CancelledError()
-        if self.error is not None:
-            try:
-                raise self.error
-            finally:
-                self.error = None  # no reference cycle through the traceback
-        return self.result
-
-
-class _CallbackCall:
-    """One `LoopThread.call`: `lock` is released by the first done(result, error)."""
-
-    __slots__ = ("fn", "args", "lock", "finished", "result", "error")
-
-    def __init__(self, fn: Callable[..., None], args: tuple) -> None:
-        self.fn, self.args = fn, args
-        self.lock = threading.Lock()
-        self.lock.acquire()
-        self.finished = False
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def start(self) -> None:  # on the loop
-        try:
-            self.fn(*self.args, self.done)
-        except BaseException as err:
-            self.done(None, err)
-            if not isinstance(err, Exception):
-                raise
-
-    def done(self, result: Any, error: BaseException | None) -> None:
-        if self.finished:
-            return
-        self.finished = True
-        self.result, self.error = result, error
-        self.lock.release()
-
-    def outcome(self) -> Any:
         error = self.error
         if error is not None:
             self.error = None  # no reference cycle through the traceback
