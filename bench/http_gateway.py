@@ -144,6 +144,9 @@ def publisher_main(args: argparse.Namespace) -> None:
         core = Core(_mesh(args), connection_name="dripline:bench-publisher")
         await core.start()
         names = [f"{args.prefix}_{i:03d}" for i in range(FLOOD_ENDPOINTS)]
+        sys.stdin.readline()  # warm up: the page meets every endpoint once, as on a running mesh
+        for name in names:
+            core.send_alert(f"sensor_value.{name}", {"value_raw": -1, "sent": time.time()})
         print("READY", flush=True)
         sys.stdin.readline()  # go
         period = 1.0 / FLOOD_HZ
@@ -328,7 +331,8 @@ async def follow_flood(args: argparse.Namespace, gateway: Child, publisher: Chil
             dropped_reported += int(payload.get("dropped") or 0)
             return
         for ev in payload:
-            if ev.get("t") == "v" and str(ev.get("n", "")).startswith(prefix) and isinstance(ev.get("p"), dict):
+            if ev.get("t") == "v" and str(ev.get("n", "")).startswith(prefix) and isinstance(ev.get("p"), dict) \
+                    and int(ev["p"].get("value_raw", -1)) >= 0:
                 p = ev["p"]
                 seen.add((ev["n"], int(p.get("value_raw", -1))))
                 latencies.append((now - float(p.get("sent", now))) * 1000)
@@ -347,6 +351,10 @@ async def follow_flood(args: argparse.Namespace, gateway: Child, publisher: Chil
 
     reading = asyncio.ensure_future(pump())
     await asyncio.sleep(1.0)   # the snapshot
+    await _warm_up(publisher)
+    seen.clear()
+    latencies.clear()
+    at_gateway.clear()
     cpu0, t0 = gateway.cpu_s(), time.monotonic()
     publisher.proc.stdin.write("go\n")  # type: ignore[union-attr]
     publisher.proc.stdin.flush()  # type: ignore[union-attr]
@@ -367,6 +375,132 @@ async def follow_flood(args: argparse.Namespace, gateway: Child, publisher: Chil
             "to_gateway_p50_ms": statistics.median(at_gateway) if at_gateway else None,
             "to_gateway_p99_ms": percentile(at_gateway, 0.99) if at_gateway else None,
             "gateway_cpu_percent": 100 * (cpu1 - cpu0) / (t1 - t0)}
+
+
+PAGE_PROBE = """
+const prefix = arguments[0];
+window.__bench = {lat: [], gw: [], seen: new Set(), dropped: 0};
+if (window.__BENCH_NO_PAGE) window.__dl.es.onmessage = null;
+window.__bench.handler_ms = 0; window.__bench.long_ms = 0;
+{ const orig = window.__dl.es.onmessage;
+  if (orig) window.__dl.es.onmessage = m => { const t = performance.now(); orig(m); window.__bench.handler_ms += performance.now() - t; };
+  try { new PerformanceObserver(l => { for (const e of l.getEntries()) window.__bench.long_ms += e.duration; }).observe({type: "longtask"}); } catch (_) {} }
+window.__dl.es.addEventListener("message", m => {
+  const now = Date.now() / 1000;
+  for (const ev of JSON.parse(m.data)) {
+    if (ev.t === "v" && String(ev.n).startsWith(prefix) && ev.p && ev.p.sent !== undefined && ev.p.value_raw >= 0) {
+      window.__bench.lat.push((now - ev.p.sent) * 1000);
+      window.__bench.gw.push((ev.at - ev.p.sent) * 1000);
+      window.__bench.seen.add(ev.n + ":" + ev.p.value_raw);
+    }
+  }
+});
+window.__dl.es.addEventListener("snapshot", m => { window.__bench.dropped += JSON.parse(m.data).dropped || 0; });
+"""
+
+
+async def follow_flood_in_chromium(args: argparse.Namespace, gateway: Child, publisher: Child) -> dict:
+    """The same measurement made by the live page itself in headless Chromium (its EventSource)."""
+    import shutil
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as ChromeService
+    os.environ.setdefault("SE_AVOID_STATS", "true")
+    profile = tempfile.mkdtemp(prefix="bench-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--disable-dev-shm-usage", "--window-size=1360,900", f"--user-data-dir={profile}"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=ChromeService(shutil.which("chromedriver") or "/usr/bin/chromedriver"),
+                              options=options)
+    try:
+        driver.get(f"http://127.0.0.1:{gateway.port}/")  # type: ignore[attr-defined]
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not driver.execute_script("return !!(window.__dl && window.__dl.es && window.__dl.es.readyState === 1)"):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the page did not connect to /events")
+            await asyncio.sleep(0.2)
+        if os.environ.get("BENCH_NO_PAGE"):
+            driver.execute_script("window.__BENCH_NO_PAGE = true;")
+        await _warm_up(publisher)
+        driver.execute_script(PAGE_PROBE, args.prefix)
+        browser_pids = _descendants(driver.service.process.pid)
+        cpu0, bcpu0, t0 = gateway.cpu_s(), _cpu_of(browser_pids), time.monotonic()
+        publisher.proc.stdin.write("go\n")  # type: ignore[union-attr]
+        publisher.proc.stdin.flush()  # type: ignore[union-attr]
+        await asyncio.sleep(args.flood_s + 1.0)
+        cpu1, bcpu1, t1 = gateway.cpu_s(), _cpu_of(browser_pids), time.monotonic()
+        sent_line = await asyncio.get_running_loop().run_in_executor(None, publisher.readline, 60)
+        expected = int(sent_line.split()[1]) if sent_line.startswith("SENT") else FLOOD_ENDPOINTS * FLOOD_HZ * int(args.flood_s)
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and driver.execute_script("return window.__bench.seen.size") < expected:
+            await asyncio.sleep(0.2)
+        result = driver.execute_script("return {lat: window.__bench.lat, gw: window.__bench.gw, seen: window.__bench.seen.size, "
+                                       "dropped: window.__bench.dropped, handler_ms: window.__bench.handler_ms, long_ms: window.__bench.long_ms, "
+                                       "render_ms: window.__dl.perf.renderMs, renders: window.__dl.perf.renders}")
+        print(f"(page: {result['handler_ms']:.0f} ms in its event handler, {result['render_ms']:.0f} ms in "
+              f"{result['renders']} redraws, {result['long_ms']:.0f} ms in long tasks)")
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+    lat = [float(x) for x in result["lat"]]
+    return {"sent": expected, "received": int(result["seen"]), "dropped": expected - int(result["seen"]),
+            "dropped_reported_by_server": int(result["dropped"]),
+            "latency_p50_ms": statistics.median(lat) if lat else None,
+            "latency_p99_ms": percentile(lat, 0.99) if lat else None,
+            "to_gateway_p50_ms": statistics.median(result["gw"]) if result["gw"] else None,
+            "to_gateway_p99_ms": percentile([float(x) for x in result["gw"]], 0.99) if result["gw"] else None,
+            "gateway_cpu_percent": 100 * (cpu1 - cpu0) / (t1 - t0),
+            "browser_cpu_percent": 100 * (bcpu1 - bcpu0) / (t1 - t0)}
+
+
+async def _warm_up(publisher: Child) -> None:
+    """Every endpoint sends one value first; the measured flood starts 2 s later."""
+    publisher.proc.stdin.write("warm\n")  # type: ignore[union-attr]
+    publisher.proc.stdin.flush()  # type: ignore[union-attr]
+    line = await asyncio.get_running_loop().run_in_executor(None, publisher.readline, START_TIMEOUT_S)
+    if line != "READY":
+        raise RuntimeError(f"the publisher said {line!r}")
+    await asyncio.sleep(2.0)
+
+
+def _descendants(pid: int) -> list[int]:
+    """pid and every process below it (chromedriver -> chromium -> renderers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(children.get(p, []))
+    return found
+
+
+def _cpu_of(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def _have_chromium() -> bool:
+    import shutil
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return False
+    return bool(shutil.which("chromium") and shutil.which("chromedriver"))
 
 
 # ============================================================================== main
@@ -423,9 +557,10 @@ def run(args: argparse.Namespace) -> int:
                            "--flood-s", str(args.flood_s), "--host", args.host, "--port", str(args.port)],
                           stdin=True, stderr_file=tmp / "publisher.log")
         children.append(publisher)
-        if publisher.readline() != "READY":
-            raise RuntimeError("the publisher did not start")
-        flood = uvloop.run(follow_flood(args, gw, publisher))
+        if args.page == "auto":
+            args.page = "chromium" if _have_chromium() else "sse"
+        follow = follow_flood_in_chromium if args.page == "chromium" else follow_flood
+        flood = uvloop.run(follow(args, gw, publisher))
     finally:
         for child in reversed(children):
             child.stop()
@@ -439,12 +574,15 @@ def run(args: argparse.Namespace) -> int:
         over = f"{r['overhead_p50_ms']:+.3f} ms" if label in gateways else "baseline"
         print(f"{label:32} {r['p50_ms']:8.3f} {r['p99_ms']:8.3f} {over:>13} {cpu:>20}")
     print()
-    print(f"one page following {FLOOD_ENDPOINTS} endpoints x {FLOOD_HZ}/s for {args.flood_s:g} s "
-          "(SSE client reading /events as the page does)")
+    how = ("the live page in headless Chromium, measured by its own EventSource" if args.page == "chromium"
+           else "an SSE client reading /events as the page does")
+    print(f"one page following {FLOOD_ENDPOINTS} endpoints x {FLOOD_HZ}/s for {args.flood_s:g} s ({how})")
     for key in ("sent", "received", "dropped", "dropped_reported_by_server"):
         print(f"  {key:28} {flood[key]}")
     for key in ("latency_p50_ms", "latency_p99_ms", "to_gateway_p50_ms", "to_gateway_p99_ms",
-                "gateway_cpu_percent"):
+                "gateway_cpu_percent", "browser_cpu_percent"):
+        if key not in flood:
+            continue
         value = flood[key]
         print(f"  {key:28} {value:.1f}" if value is not None else f"  {key:28} -")
     ours = overhead["dl-http-server (aiohttp)"]["overhead_p50_ms"]
@@ -459,7 +597,7 @@ def run(args: argparse.Namespace) -> int:
         print(("PASS " if ok else "MISS ") + text)
     print("BENCH_JSON " + json.dumps({"overhead": overhead, "flood": flood,
                                       "pass": {k: v[0] for k, v in checks.items()},
-                                      "requests": args.requests, "flood_s": args.flood_s,
+                                      "requests": args.requests, "flood_s": args.flood_s, "page": args.page,
                                       "loadavg": os.getloadavg()[0]}))
     return 0
 
@@ -471,6 +609,9 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000, help="GETs per path (after warm-up)")
     parser.add_argument("--flood-s", type=float, default=20.0, help="seconds of the 2000 alerts/s flood")
     parser.add_argument("--quick", action="store_true", help="small counts (a smoke test)")
+    parser.add_argument("--page", choices=["auto", "chromium", "sse"], default="auto",
+                        help="who follows the flood: the live page in headless Chromium (auto: when "
+                             "chromium, chromium-driver and selenium are installed) or an SSE client")
     parser.add_argument("--child", choices=["mini", "publisher"], help=argparse.SUPPRESS)
     parser.add_argument("--mini", choices=["aiohttp", "starlette"], help=argparse.SUPPRESS)
     parser.add_argument("--prefix", default="", help=argparse.SUPPRESS)

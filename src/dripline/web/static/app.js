@@ -16,7 +16,8 @@ const state = {
   dirtyServices: new Set(), dirtyEndpoints: new Set(), fullRender: true, alertsDirty: true,
   received: 0, rateWindow: [],
 };
-const dom = {};   // name -> {card, tbody} for services, rows for endpoints
+let showValues = false;   // sensor values in the alert stream too
+let filterValue = "";
 const rows = new Map();
 const cards = new Map();
 
@@ -86,7 +87,7 @@ function applyEvent(ev) {
         if (e.history.length > 300) e.history.splice(0, e.history.length - 300);
       }
       state.dirtyEndpoints.add(ev.n);
-      if (ev.src === "alert" && document.getElementById("show-values").checked) {
+      if (ev.src === "alert" && showValues) {
         pushAlert({rk: "sensor_value." + ev.n, p: ev.p, at: ev.at, from: ev.s});
       }
       break;
@@ -98,7 +99,7 @@ function applyEvent(ev) {
                    ev.e.value = old.value; ev.e.value_at = old.value_at; ev.e.value_source = old.value_source; } }
       state.endpoints.set(ev.e.name, ev.e);
       const r = rows.get(ev.e.name);
-      if (r) { r.row.remove(); rows.delete(ev.e.name); }
+      if (r) { if (onScreen) onScreen.unobserve(r.row); r.row.remove(); rows.delete(ev.e.name); }
       state.dirtyEndpoints.add(ev.e.name);
       break;
     }
@@ -125,11 +126,15 @@ function pushAlert(a) {
 }
 
 // ------------------------------------------------------------------ rendering
-let scheduled = false;
+// The page is redrawn at most every RENDER_MS: values are read by people, and a mesh of fast
+// sensors would otherwise keep the browser busy laying out the table 60 times a second.
+const RENDER_MS = 100;
+let scheduled = false, lastRender = 0;
 function schedule() {
   if (scheduled) return;
   scheduled = true;
-  requestAnimationFrame(() => { scheduled = false; render(); });
+  const wait = Math.max(0, RENDER_MS - (performance.now() - lastRender));
+  setTimeout(() => requestAnimationFrame(() => { scheduled = false; lastRender = performance.now(); render(); }), wait);
 }
 
 function serviceOf(e) { return e.service && state.services.has(e.service) ? e.service : ""; }
@@ -176,10 +181,10 @@ function renderService(name) {
 }
 
 function updateHeartbeatText(card, s) {
-  const parts = [];
-  if (s.last_heartbeat) parts.push("heartbeat " + age(s.last_heartbeat));
-  else if (s.last_ping) parts.push("answered ping " + age(s.last_ping));
-  $(".hb", card).textContent = parts.join(" · ");
+  const text = s.last_heartbeat ? "heartbeat " + age(s.last_heartbeat)
+    : s.last_ping ? "answered ping " + age(s.last_ping) : "";
+  const box = $(".hb", card);
+  if (box.textContent !== text) box.textContent = text;
 }
 
 function ensureRow(e) {
@@ -187,6 +192,7 @@ function ensureRow(e) {
   const owner = serviceOf(e);
   if (r && r.owner === owner) return r;
   if (r) {
+    if (onScreen) onScreen.unobserve(r.row);
     r.row.remove();
     const old = cards.get(r.owner);
     if (old && old.tbody.children.length === 0 && r.owner === "") { old.card.remove(); cards.delete(""); }
@@ -195,6 +201,9 @@ function ensureRow(e) {
   row.dataset.endpoint = e.name;
   r = {row, owner, value: $(".value", row), age: $(".age", row), plot: $(".plot", row), lastValueAt: null};
   rows.set(e.name, r);
+  r.value.addEventListener("mouseenter", () => {
+    r.value.title = r.payload !== null && r.payload !== undefined ? JSON.stringify(r.payload) : "";
+  });
   $(".ep-name", row).textContent = e.name;
   const d = e.describe || {};
   $(".ep-desc", row).textContent = d.description || "";
@@ -233,24 +242,48 @@ function ensureRow(e) {
   let before = null;
   for (let i = 0; i < names.length; i++) if (names[i] > e.name) { before = tbody.children[i]; break; }
   tbody.insertBefore(row, before);
+  if (onScreen) onScreen.observe(row);
   return r;
 }
+
+// Rows out of sight are not redrawn (a mesh of hundreds of fast sensors would otherwise keep the
+// browser busy); they are brought up to date the moment they scroll into view.
+const onScreen = "IntersectionObserver" in window ? new IntersectionObserver(entries => {
+  for (const entry of entries) {
+    const r = rows.get(entry.target.dataset.endpoint);
+    if (!r) continue;
+    r.visible = entry.isIntersecting;
+    if (r.visible && r.behind) { r.behind = false; state.dirtyEndpoints.add(entry.target.dataset.endpoint); schedule(); }
+  }
+}) : null;
 
 function renderEndpoint(name) {
   const e = state.endpoints.get(name);
   if (!e) return;
   const r = ensureRow(e);
+  if (onScreen && r.visible === false) { r.behind = true; return; }
   const text = shown(e.value);
   if (r.value.textContent !== text) {
     r.value.textContent = text;
-    if (r.lastValueAt !== null) { r.value.classList.remove("flash"); void r.value.offsetWidth; r.value.classList.add("flash"); }
+    // a short highlight on change (Web Animations: no forced layout, however fast values come)
+    // only a value that had been still for a while is highlighted: a fast sensor would keep the
+    // browser repainting, and a blinking number is no news to the person watching
+    if (r.lastValueAt !== null && r.value.animate && e.value_at - r.lastValueAt > 2) {
+      r.value.animate([{backgroundColor: "rgba(88,166,255,.45)"}, {backgroundColor: "rgba(88,166,255,0)"}],
+                      {duration: 1200, easing: "ease-out"});
+    }
   }
-  r.value.title = e.value !== null && e.value !== undefined ? JSON.stringify(e.value) : "";
   r.lastValueAt = e.value_at;
-  r.age.textContent = e.value_at ? age(e.value_at) + (e.value_source === "alert" ? "" : " (" + e.value_source + ")") : "";
-  r.row.classList.toggle("stale", !!e.value_at && Date.now() / 1000 - e.value_at > STALE_S);
-  drawPlot(r.plot, e.history);
-  applyFilterTo(r.row);
+  r.payload = e.value;
+  updateAge(r, e);
+  // plots are redrawn at most twice a second per endpoint: a fast sensor must not eat the page
+  const now = performance.now();
+  if (!r.plotAt || now - r.plotAt > 500) { r.plotAt = now; drawPlot(r.plot, e.history); }
+  else if (!r.plotPending) {
+    r.plotPending = true;
+    setTimeout(() => { r.plotPending = false; state.dirtyEndpoints.add(name); schedule(); }, 520);
+  }
+  if (r.filteredFor !== filterText()) { r.filteredFor = filterText(); applyFilterTo(r.row); }
 }
 
 const SVG = "http://www.w3.org/2000/svg";
@@ -300,9 +333,13 @@ function renderAlerts() {
   }
 }
 
+let summaryKey = "";
 function renderSummary() {
   const counts = {alive: 0, late: 0, gone: 0, unknown: 0};
   for (const s of state.services.values()) counts[s.state] = (counts[s.state] || 0) + 1;
+  const key = JSON.stringify(counts) + state.endpoints.size;
+  if (key === summaryKey) return;
+  summaryKey = key;
   const box = $("#summary");
   box.textContent = "";
   for (const [k, label] of [["alive", "alive"], ["late", "late"], ["gone", "gone"], ["unknown", "no heartbeat"]]) {
@@ -314,7 +351,14 @@ function renderSummary() {
   $("#empty").hidden = state.services.size + state.endpoints.size > 0;
 }
 
+const perf = {renders: 0, renderMs: 0};   // how much of the page's time drawing takes (bench)
 function render() {
+  const t0 = performance.now();
+  perf.renders++;
+  try { draw(); } finally { perf.renderMs += performance.now() - t0; }
+}
+
+function draw() {
   if (state.fullRender) {
     state.fullRender = false;
     for (const n of state.services.keys()) state.dirtyServices.add(n);
@@ -327,16 +371,21 @@ function render() {
   if (state.alertsDirty) { state.alertsDirty = false; renderAlerts(); }
 }
 
+function updateAge(r, e) {
+  const text = e.value_at ? age(e.value_at) + (e.value_source === "alert" ? "" : " (" + e.value_source + ")") : "";
+  if (r.age.textContent !== text) r.age.textContent = text;
+  const stale = !!e.value_at && Date.now() / 1000 - e.value_at > STALE_S;
+  if (r.row.classList.contains("stale") !== stale) r.row.classList.toggle("stale", stale);
+}
+
 // ages and heartbeat texts move on by themselves
 setInterval(() => {
   for (const [name, c] of cards) { const s = state.services.get(name); if (s) updateHeartbeatText(c.card, s); }
-  for (const [name, r] of rows) { const e = state.endpoints.get(name); if (e) {
-    r.age.textContent = e.value_at ? age(e.value_at) + (e.value_source === "alert" ? "" : " (" + e.value_source + ")") : "";
-    r.row.classList.toggle("stale", !!e.value_at && Date.now() / 1000 - e.value_at > STALE_S); } }
+  for (const [name, r] of rows) { const e = state.endpoints.get(name); if (e) updateAge(r, e); }
 }, 1000);
 
 // ------------------------------------------------------------------ filter
-function filterText() { return $("#filter").value.trim().toLowerCase(); }
+function filterText() { return filterValue; }
 function applyFilterTo(row) {
   const q = filterText();
   const card = row.closest(".service");
@@ -351,7 +400,7 @@ function applyCardFilter(card) {
   card.hidden = q !== "" && !service.includes(q) && !rowsShown;
 }
 function applyFilter() {
-  for (const r of rows.values()) applyFilterTo(r.row);
+  for (const r of rows.values()) { r.filteredFor = filterText(); applyFilterTo(r.row); }
   for (const c of cards.values()) applyCardFilter(c.card);
 }
 
@@ -495,7 +544,7 @@ function connect() {
   };
   es.onopen = () => setLink(true, "live");
   es.onerror = () => setLink(false, "reconnecting…");
-  window.__dl = {state, es};   // for tests and the curious
+  window.__dl = {state, es, perf};   // for tests, the benchmark and the curious
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -503,8 +552,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#logout-button").addEventListener("click", doLogout);
   $("#login-cancel").addEventListener("click", () => $("#login-dialog").close());
   $("#login-form").addEventListener("submit", doLogin);
-  $("#filter").addEventListener("input", applyFilter);
-  $("#show-values").addEventListener("change", () => { state.alertsDirty = true; schedule(); });
+  $("#filter").addEventListener("input", () => { filterValue = $("#filter").value.trim().toLowerCase(); applyFilter(); });
+  $("#show-values").addEventListener("change", ev => { showValues = ev.target.checked; state.alertsDirty = true; schedule(); });
   document.addEventListener("keydown", ev => {
     if (ev.key === "/" && document.activeElement.tagName !== "INPUT") { ev.preventDefault(); $("#filter").focus(); }
   });
