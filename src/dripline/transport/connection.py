@@ -155,7 +155,9 @@ def _encode_nested_table(pieces: list, table: dict) -> int:
 
 
 def _decode_table(encoded: bytes, offset: int) -> tuple[dict, int]:
-    result = {}
+    result: dict = {}
+    key: Any
+    value: Any
     tablesize = _unpack_I(encoded, offset)[0]
     offset += 4
     limit = offset + tablesize
@@ -347,9 +349,16 @@ class Connection:
         self.prefetch = prefetch
         self.reconnect = reconnect
         self.heartbeat_s = heartbeat_s
-        self._conn: AsyncioConnection | None = None
-        self._channel = None
-        self._pub_channel = None
+        # pika objects (untyped), and the loop once connect() ran
+        self._conn: Any = None
+        self._channel: Any = None
+        self._pub_channel: Any = None
+        # publisher confirms, for publish_confirmed() only: a channel of their own, opened on
+        # first use, so that the request/reply path carries no confirmation frames
+        self._confirm_channel: Any = None
+        self._confirm_opening: asyncio.Future | None = None
+        self._confirm_tag = 0
+        self._confirm_waiters: dict[int, asyncio.Future] = {}
         self._pub_backlog: collections.deque = collections.deque()
         self._pub_waiters: set[asyncio.Future] = set()
         self._exchanges: list[str] = []
@@ -364,7 +373,7 @@ class Connection:
         self.on_lost: list[Callable[[BaseException], None]] = []
         self.on_restored: list[Callable[[], Awaitable[None] | None]] = []
         self.on_publish_refused: list[Callable[["PublishRefused"], None]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: Any = None
         self.connected_once = False
         #: how often the connection was restored after a loss, and publishes the broker refused
         self.reconnects = 0
@@ -412,7 +421,7 @@ class Connection:
                                        timeout_s or None)
             except socket.gaierror as err:
                 if err.errno in _UNKNOWN_HOST_ERRNOS:
-                    unknown.append((a.host, err.strerror))
+                    unknown.append((a.host, str(err.strerror)))
                     continue
                 return
             except (asyncio.TimeoutError, OSError):
@@ -578,6 +587,7 @@ class Connection:
         err = ConnectionError_("connection closed")
         self._fail_pending(err)
         self._fail_pub_waiters(err)
+        self._fail_confirm_waiters(err)
         self._pub_backlog.clear()
 
     # -------------------------------------------------------------- failure handling
@@ -590,6 +600,10 @@ class Connection:
         self._ready.clear()
         self._channel = None
         self._pub_channel = None
+        self._confirm_channel = None
+        self._fail_confirm_waiters(ConnectionError_(
+            f"connection to the broker at {self.address} lost before the broker confirmed the "
+            "message; it may or may not have been taken"))
         if self._closing:
             return
         err = ConnectionError_(f"connection to the broker at {self.address} lost: {reason}")
@@ -862,6 +876,8 @@ class Connection:
 
     async def _consume(self, queue: Queue) -> None:
         callback, no_ack, channel = queue.consumer, queue.no_ack, self._channel
+        if callback is None:
+            raise ValueError(f"queue {queue.name!r} has no consumer callback")
 
         if no_ack:
             def on_message(ch, method, properties, body):
@@ -960,6 +976,99 @@ class Connection:
                 from None
         finally:
             self._pub_waiters.discard(fut)
+
+    async def publish_confirmed(self, exchange: str, wire: WireMessage, timeout: float = 10) -> None:
+        """Publish one AMQP message and return once the broker has confirmed it (publisher
+        confirms): for a quorum queue, once a majority of its nodes hold it.
+
+        Raises PublishRefused when the broker refused it (a permission, a negative
+        confirmation), and ConnectionError_ when the connection was lost or no confirmation came
+        within `timeout`: the message may then or may not have been taken, so a sender that must
+        not lose it sends it again with the same message id (a deduplicating logger stores it
+        once).
+        """
+        await self._ensure_ready()
+        channel = self._confirm_channel
+        if channel is None:
+            channel = await self._open_confirm_channel()
+        self._confirm_tag += 1
+        tag = self._confirm_tag
+        fut = self._loop.create_future()
+        self._confirm_waiters[tag] = fut
+        try:
+            p = wire.properties
+            channel.basic_publish(exchange, wire.routing_key, wire.body,
+                                  pika.BasicProperties(content_encoding=p.content_encoding,
+                                                       correlation_id=p.correlation_id,
+                                                       message_id=p.message_id, reply_to=p.reply_to,
+                                                       headers=p.headers), wire.mandatory)
+            await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            raise ConnectionError_(f"the broker did not confirm the message to '{wire.routing_key}' "
+                                   f"within {timeout:g} s; it may or may not have been taken") from None
+        finally:
+            self._confirm_waiters.pop(tag, None)
+
+    async def _open_confirm_channel(self) -> Any:
+        if self._confirm_opening is not None:  # another caller is opening it
+            return await asyncio.shield(self._confirm_opening)
+        self._confirm_opening = opening = self._loop.create_future()
+        try:
+            fut = self._loop.create_future()
+            self._conn.channel(on_open_callback=lambda ch: fut.done() or fut.set_result(ch))
+            channel = await self._wait(fut)
+            channel.add_on_close_callback(self._on_confirm_channel_closed)
+            channel.add_on_return_callback(self._on_returned)
+            await self._call(channel.confirm_delivery, self._on_confirmation)
+            self._confirm_tag = 0  # delivery tags count from 1 on every channel
+            self._confirm_channel = channel
+            opening.set_result(channel)
+            return channel
+        except BaseException as err:
+            opening.set_exception(err)
+            opening.exception()  # retrieved: other waiters get it through shield
+            raise
+        finally:
+            self._confirm_opening = None
+
+    def _on_confirmation(self, frame: Any) -> None:
+        method = frame.method
+        tag, multiple = int(method.delivery_tag), bool(method.multiple)
+        nack = isinstance(method, pika.spec.Basic.Nack)
+        tags = [t for t in self._confirm_waiters if t <= tag] if multiple else [tag]
+        for t in tags:
+            fut = self._confirm_waiters.get(t)
+            if fut is None or fut.done():
+                continue
+            if nack:
+                fut.set_exception(PublishRefused(f"the broker at {self.address.host}:"
+                                                 f"{self.address.port} could not take the message "
+                                                 "(negative confirmation); send it again", None))
+            else:
+                fut.set_result(None)
+
+    def _on_confirm_channel_closed(self, channel: Any, reason: BaseException) -> None:
+        if channel is not self._confirm_channel:
+            return
+        self._confirm_channel = None
+        if isinstance(reason, pika.exceptions.ChannelClosedByBroker):
+            refused = PublishRefused.from_reason(getattr(reason, "reply_code", None),
+                                                 getattr(reason, "reply_text", str(reason)),
+                                                 self.address)
+            self.publishes_refused += 1
+            _log.warning(("publish refused", refused.amqp_code, refused.exchange, refused.topic),
+                         "%s", refused.message)
+            self._fail_confirm_waiters(refused)
+        else:
+            self._fail_confirm_waiters(ConnectionError_(
+                f"the channel to {self.address} closed before the broker confirmed the message; "
+                "it may or may not have been taken"))
+
+    def _fail_confirm_waiters(self, err: BaseException) -> None:
+        waiters, self._confirm_waiters = self._confirm_waiters, {}
+        for fut in waiters.values():
+            if not fut.done():
+                fut.set_exception(err)
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         await asyncio.wait_for(self._ready.wait(), timeout)
@@ -1115,5 +1224,5 @@ def _channel_error(reason: BaseException) -> DriplineError:
                             "queue: is a service with the same name already running?", 101)
     else:
         err = DriplineError(f"the broker closed the channel: {code} {text}", 100)
-    err.amqp_code = code  # the AMQP reply code (404 NOT_FOUND, 405 RESOURCE_LOCKED, ...)
+    setattr(err, "amqp_code", code)  # the AMQP reply code (404 NOT_FOUND, 405 RESOURCE_LOCKED, ...)
     return err
