@@ -55,6 +55,13 @@ def test_live_page_and_its_files_are_served_with_a_strict_policy(gateway):
     assert gateway.call("GET", "/static/nothere.js").status == 404
 
 
+def test_other_host_names_are_refused_on_loopback(gateway):
+    # DNS rebinding: a page of evil.example whose name now points at 127.0.0.1
+    r = gateway.call("GET", "/api/mesh", headers={"Host": f"evil.example:{gateway.port}"})
+    assert r.status == 421
+    assert gateway.call("GET", "/hello", headers={"Host": f"localhost:{gateway.port}"}).status == 200
+
+
 # ---------------------------------------------------------------------------- get
 def test_get_returns_the_payload_and_the_return_code(gateway, mesh_service):
     r = gateway.call("GET", f"/dl/{mesh_service.peaches}")

@@ -10,7 +10,9 @@ Configuration keys (file, key=value words or options): the reference's ``http_ho
 127.0.0.1, not the reference's 0.0.0.0: the gateway is safe by default), ``http_port`` (8080),
 ``web_root`` (files served under /web/; none by default), ``dripline_mesh``, ``auth_file``; and
 ``timeout``, ``max_inflight``, ``max_body_bytes``, ``max_pages``, ``alert_keys``,
-``history_points``, ``heartbeat_late_s``, ``heartbeat_gone_s``, ``ping_interval_s``.
+``history_points``, ``heartbeat_late_s``, ``heartbeat_gone_s``, ``ping_interval_s``,
+``allowed_hosts`` (the names the server answers to; by default only loopback names while it
+listens on a loopback address, against DNS rebinding).
 
 Logins for sets and cmds come from the ``http`` group of the auth file (see dripline.web.auth).
 Exit status: 0 after Ctrl-C / SIGTERM; 2 for a configuration error; 1 when the broker cannot be
@@ -98,6 +100,12 @@ def build_settings(config: dict) -> Any:
         if not isinstance(keys, list) or not keys or not all(isinstance(k, str) and k for k in keys):
             raise ValueError("alert_keys must be a binding key or a list of them, e.g. ['#']")
         settings.alert_keys = list(keys)
+    hosts = config.get("allowed_hosts")
+    if hosts is not None:
+        hosts = [hosts] if isinstance(hosts, str) else hosts
+        if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
+            raise ValueError("allowed_hosts must be a host name or a list of them")
+        settings.allowed_hosts = list(hosts)
     if settings.heartbeat_gone_s < settings.heartbeat_late_s:
         raise ValueError("heartbeat_gone_s must not be below heartbeat_late_s")
     return settings

@@ -82,6 +82,9 @@ class GatewaySettings:
     heartbeat_gone_s: float = 300.0
     ping_interval_s: float = 30.0
     broadcast_key: str = "broadcast"
+    #: host names the server answers to (the Host header); None: loopback names when bound to a
+    #: loopback address (a defence against DNS rebinding), any name otherwise
+    allowed_hosts: list[str] | None = None
 
 
 def routing_key_from_path(path: str, broadcast_key: str = "broadcast") -> str:
@@ -137,13 +140,26 @@ class Gateway:
         self.busy_refusals = 0
         self._refreshing: set[str] = set()
         self._openapi = orjson.dumps(openapi_document(version))
+        self._allowed_hosts = _allowed_hosts(settings)
         self._page = _package_file("index.html")
 
     # ------------------------------------------------------------------ middleware
+    def _host_allowed(self, request: web.Request) -> bool:
+        allowed = self._allowed_hosts
+        if allowed is None:
+            return True
+        host = (request.host or "").lower()
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        return name.strip("[]") in allowed
+
     @web.middleware
     async def headers_middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            response = await handler(request)
+            if not self._host_allowed(request):
+                # a page of another site whose name was pointed at this address (DNS rebinding)
+                response: web.StreamResponse = _refuse(421, "this server does not answer to that host name")
+            else:
+                response = await handler(request)
         except web.HTTPException as exc:  # aiohttp's own refusals (404, 405, 413): JSON as ours
             if exc.status >= 400:
                 response = _refuse(exc.status, exc.reason)
@@ -440,6 +456,19 @@ class Gateway:
 
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
+
+LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1", "localhost.localdomain"}
+
+
+def _allowed_hosts(settings: GatewaySettings) -> set[str] | None:
+    if settings.allowed_hosts is not None:
+        return {h.lower().strip("[]") for h in settings.allowed_hosts}
+    import ipaddress
+    try:
+        loopback = ipaddress.ip_address(settings.http_host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = settings.http_host in LOOPBACK_NAMES
+    return set(LOOPBACK_NAMES) if loopback else None
 
 
 def _package_file(name: str) -> bytes:
