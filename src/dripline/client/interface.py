@@ -220,11 +220,7 @@ def request_from_thread(loop: asyncio.AbstractEventLoop | None, core: Core, requ
     pipeline (`Core.begin_request`) over the one bridge; `owner` names the sender in errors."""
     if loop is None or loop.is_closed() or not loop.is_running():
         raise DriplineError(f"{owner} is not running; it cannot send requests yet", 101)
-    try:
-        on_loop = asyncio.get_running_loop() is loop
-    except RuntimeError:
-        on_loop = False
-    if on_loop:
+    if asyncio._get_running_loop() is loop:
         raise DriplineError("a blocking request was made on the event loop (from an async "
                             "handler); await self.service.core.request(...) there instead", 300)
     if collect:

@@ -87,9 +87,12 @@ class PendingRequests:
         entry = Pending(correlation_id, routing_key, timeout_s, deadline, collect, on_done, token)
         self._waiting[correlation_id] = entry
         if deadline is not None:
+            heap = self._deadlines
+            while heap and heap[0][2].done:  # the oldest are usually answered already
+                heapq.heappop(heap)
             self._seq += 1
-            heapq.heappush(self._deadlines, (deadline, self._seq, entry))
-            if len(self._deadlines) > 2 * len(self._waiting) + 64:
+            heapq.heappush(heap, (deadline, self._seq, entry))
+            if len(heap) > 4 * len(self._waiting) + 1024:  # answered ones behind a long wait
                 self._compact()
         return entry
 

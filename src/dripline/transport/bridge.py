@@ -25,10 +25,8 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
+    # _get_running_loop: None outside a loop, where get_running_loop raises (costly per call)
+    return asyncio._get_running_loop() is loop
 
 
 def block_on(loop: asyncio.AbstractEventLoop, work: Any, *args: Any,
