@@ -371,9 +371,12 @@ function draw() {
   if (state.alertsDirty) { state.alertsDirty = false; renderAlerts(); }
 }
 
+const SOURCE_TEXT = {alert: "from its sensor_value alert", get: "read by a get", set: "after a set"};
 function updateAge(r, e) {
-  const text = e.value_at ? age(e.value_at) + (e.value_source === "alert" ? "" : " (" + e.value_source + ")") : "";
+  const text = e.value_at ? age(e.value_at) : "";
   if (r.age.textContent !== text) r.age.textContent = text;
+  const source = SOURCE_TEXT[e.value_source] || "";
+  if (r.age.title !== source) r.age.title = source;
   const stale = !!e.value_at && Date.now() / 1000 - e.value_at > STALE_S;
   if (r.row.classList.contains("stale") !== stale) r.row.classList.toggle("stale", stale);
 }
