@@ -90,6 +90,11 @@ def take_config_word(args: argparse.Namespace) -> str | None:
             f"the configuration file is given with -c FILE")
 
 
+def override_keys(words: list[str]) -> set[str]:
+    """The top-level keys of the `key=value` words (`endpoints.0.name=x` gives 'endpoints')."""
+    return {w.split("=", 1)[0].split(".", 1)[0] for w in words if "=" in w}
+
+
 def load_service_config(args: argparse.Namespace) -> tuple[dict, Any, str | None]:
     """The final service configuration and credentials (ConfigError on any problem)."""
     from dripline.assembly.config import merge
@@ -138,6 +143,10 @@ def run(args: argparse.Namespace) -> int:
         base_dir = os.path.dirname(os.path.abspath(path)) if path else None
         from dripline.assembly.validation import check_service_config
         problems = check_service_config(config, path, base_dir, strict=args.strict)
+        typed = override_keys(args.words)
+        for p in problems:  # a key typed on the command line was meant: a typo there is an error
+            if p.where.startswith("service ") and p.key in typed:
+                p.fatal, p.source = True, "command line"
         fatal = [p for p in problems if p.fatal]
         for p in problems:
             if not p.fatal:
@@ -303,6 +312,9 @@ def _name_taken(config: dict, auth: Any) -> bool:
                 connection_name=f"dripline:{name}:name-check")
     if not core.make_connection:
         return False
+    # the AMQP stack is imported here, not by core.start() inside the loop, where its import time
+    # counts as one slow step of the loop (asyncio's debug mode warns about it on stderr)
+    import dripline.transport.connection  # noqa: F401
 
     async def probe() -> bool:
         try:
