@@ -126,10 +126,15 @@ def payload(r: subprocess.CompletedProcess):
 
 
 def serve_jitter(env, tmp_path) -> tuple[Served, str]:
-    """The example YAML, unmodified, with unique names given on the command line."""
+    """The example YAML, unmodified, with unique names given on the command line.
+
+    The broadcast key is private too: a client on the same broker that finds services by a
+    broadcast request and then reads their endpoints (a mesh watcher) would draw numbers from the
+    endpoint's random generator between the test's own gets (seen while other tests ran)."""
     svc, ep = unique_name("my_store"), unique_name("peaches")
     yml = os.path.join(JITTER, "jitter_example.yml")
-    served = Served(["-c", yml, f"name={svc}", f"endpoints.0.name={ep}", "heartbeat_interval_s=0"],
+    served = Served(["-c", yml, f"name={svc}", f"endpoints.0.name={ep}", "heartbeat_interval_s=0",
+                     f"broadcast_key={unique_name('broadcast')}"],
                     log=str(tmp_path / "serve.log"), exe=env["serve"][0] if len(env["serve"]) == 1 else None,
                     python=env["serve"][0] if len(env["serve"]) > 1 else None)
     return served, ep
