@@ -298,11 +298,24 @@ class Core:
         self._pending.on_refused(refused.topic, refused.message)
 
     async def send_confirmed(self, msg: Message, timeout_s: float = 10) -> None:
-        """Send a reply or alert and return once the broker accepted it; a refusal raises
-        (PublishRefused, code 403): for one-shot senders such as ``dl-agent alert``."""
-        self.send(msg)
-        if self.make_connection:
-            await self.connection.confirm_published(timeout_s)
+        """Send a reply or alert and return once the broker has confirmed it (publisher
+        confirms: for a quorum queue, once a majority of its nodes hold it).
+
+        A refusal raises PublishRefused (code 403); a lost connection or no confirmation within
+        `timeout_s` raises ConnectionError_, and the message may or may not have been taken:
+        sending the same message object again keeps its message id and timestamp, so a
+        deduplicating logger stores it once. For ``dl-agent alert`` and senders that must not
+        lose an alert.
+        """
+        if not self.make_connection or (isinstance(msg, MsgReply) and not msg.routing_key):
+            self.send(msg)  # a dry run raises; a reply without reply_to is logged, not sent
+            return
+        exchange = self.alerts_exchange if msg.is_alert() else self.requests_exchange
+        info = msg.sender_info
+        if not info or info.get("service_name") in (None, "unknown"):
+            msg.sender_info = sender_info_for(self.service_name)
+        for wire in msg.encode(self.max_payload_size, timestamp=msg.timestamp or now_timestamp()):
+            await self.connection.publish_confirmed(exchange, wire, timeout_s)
 
     def _on_connection_lost(self, err: BaseException) -> None:
         self._fail_all(ConnectionError_(
