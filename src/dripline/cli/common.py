@@ -68,7 +68,7 @@ class Resolved:
 def resolve(args: argparse.Namespace, words: list[str], defaults: dict | None = None,
             extra_auth_groups: dict | None = None) -> Resolved:
     """Assemble the configuration and credentials; raises ConfigError (nothing is connected)."""
-    from dripline.core import config as cfg
+    from dripline.assembly import config as cfg
     config: dict = dict(defaults or {})
     path = getattr(args, "config", None)
     if path:
@@ -80,7 +80,8 @@ def resolve(args: argparse.Namespace, words: list[str], defaults: dict | None = 
         config = cfg.merge(config, {"dripline_mesh": mesh_over})
     config = cfg.substitute_env(config)
     mesh = cfg.mesh_config(config.get("dripline_mesh"), source=path)
-    legacy = config.get("runtime-config") if isinstance(config.get("runtime-config"), dict) else {}
+    block = config.get("runtime-config")
+    legacy: dict = block if isinstance(block, dict) else {}
     auth_file = args.auth_file or config.get("auth_file") or legacy.get("auth_file")
     if auth_file and not os.path.isabs(auth_file) and path and not os.path.exists(auth_file):
         candidate = os.path.join(os.path.dirname(os.path.abspath(path)), auth_file)

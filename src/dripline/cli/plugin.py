@@ -35,7 +35,7 @@ __all__ = ["main", "print_class_list", "new_plugin"]
 
 def print_class_list(stream: TextIO | None = None, as_json: bool = False) -> int:
     """Print the classes dl-serve can build, the plugins and any problems; 1 if there are problems."""
-    from dripline import plugins
+    from dripline.assembly import plugins
     out = stream or sys.stdout
     infos, problems = plugins.available_classes()
     found = plugins.plugins()
