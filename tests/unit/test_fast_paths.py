@@ -369,6 +369,35 @@ def test_block_on_a_callable_waits_for_the_future_it_returns():
         lt.run(lambda: None)
 
 
+def test_call_in_thread_brings_the_outcome_back_to_the_loop():
+    import queue
+    from dripline.transport.bridge import LoopThread, call_in_thread
+    jobs: "queue.SimpleQueue" = queue.SimpleQueue()
+    worker = threading.Thread(target=lambda: [job() for job in iter(jobs.get, None)], daemon=True)
+    worker.start()
+    lt = LoopThread("t-loop")
+    try:
+        async def ask(fn, *args):
+            fut = asyncio.get_running_loop().create_future()
+
+            def done(result, error):
+                assert threading.current_thread() is lt.thread  # back on the loop
+                fut.set_result((result, error))
+            call_in_thread(jobs.put, asyncio.get_running_loop(), fn, args, done)
+            return await fut
+        seen = []
+        result, error = lt.run(ask(lambda a: seen.append(threading.current_thread()) or a + 1, 41))
+        assert (result, error) == (42, None) and seen == [worker]
+        result, error = lt.run(ask(lambda: {}["missing"]))
+        assert result is None and isinstance(error, KeyError)
+    finally:
+        lt.stop()
+        jobs.put(None)
+    closed = asyncio.new_event_loop()
+    closed.close()
+    call_in_thread(lambda item: item(), closed, lambda: 1, (), lambda r, e: None)  # dropped, no error
+
+
 async def _block_from_loop(lt):
     lt.run(asyncio.sleep, 0)
 

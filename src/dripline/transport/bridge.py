@@ -1,18 +1,24 @@
-"""The one loop<->thread bridge: a blocked thread waits for work done on an event loop.
+"""The one loop<->thread bridge, both ways.
 
-Scripts, notebooks (which already run a loop of their own) and service handlers (which run on a
-worker thread) all need to block until something on a loop finishes; `block_on` is the only way
-any of them does it, so its contract (errors, cancellation, timeouts) is written once.
-`LoopThread` is a private loop in a daemon thread for callers that have none (`Interface`).
+Thread to loop: scripts, notebooks (which already run a loop of their own) and service handlers
+(which run on a worker thread) all need to block until something on a loop finishes; `block_on`
+is the only way any of them does it, so its contract (errors, cancellation, timeouts) is written
+once. `LoopThread` is a private loop in a daemon thread for callers that have none (`Interface`).
+
+Loop to thread: `call_in_thread` hands a blocking function to a worker thread and brings its
+outcome back to the loop as a callback (a service's handler lanes), without a concurrent Future.
 """
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
-from typing import Any
+from typing import Any, Callable
 
-__all__ = ["LoopThread", "block_on", "new_event_loop"]
+__all__ = ["LoopThread", "block_on", "call_in_thread", "new_event_loop"]
+
+logger = logging.getLogger(__name__)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -63,6 +69,27 @@ def block_on(loop: asyncio.AbstractEventLoop, work: Any, *args: Any,
         loop.call_soon_threadsafe(call.cancel)
         raise concurrent.futures.TimeoutError()
     return call.outcome()
+
+
+def call_in_thread(post: Callable[[Callable[[], None]], None], loop: asyncio.AbstractEventLoop,
+                   fn: Callable[..., Any], args: tuple,
+                   done: Callable[[Any, BaseException | None], None]) -> None:
+    """Run fn(*args) on a worker thread, then done(result, error) on `loop`.
+
+    `post` puts a no-argument callable on the worker's queue (it runs it and must not care
+    about its result). An exception of `fn` goes to `done`, as a future would carry it; a loop
+    closed meanwhile (the service stopped) drops the outcome.
+    """
+    def item() -> None:
+        try:
+            result, error = fn(*args), None
+        except BaseException as err:
+            result, error = None, err
+        try:
+            loop.call_soon_threadsafe(done, result, error)
+        except RuntimeError:
+            logger.debug("worker result dropped: the event loop is closed")
+    post(item)
 
 
 class LoopThread:
