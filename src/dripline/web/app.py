@@ -139,6 +139,8 @@ class Gateway:
         self.pages = 0
         self.busy_refusals = 0
         self._refreshing: set[str] = set()
+        self._tasks: set[asyncio.Task] = set()
+        self.closing = False
         self._openapi = orjson.dumps(openapi_document(version))
         self._allowed_hosts = _allowed_hosts(settings)
         self._page = _package_file("index.html")
@@ -406,7 +408,9 @@ class Gateway:
                 await self.watcher.refresh(key)
             finally:
                 self._refreshing.discard(key)
-        asyncio.get_running_loop().create_task(read())
+        task = asyncio.get_running_loop().create_task(read())
+        self._tasks.add(task)  # a task nobody references may be collected before it ends
+        task.add_done_callback(self._tasks.discard)
 
     # ------------------------------------------------------------------ live stream
     async def events(self, request: web.Request) -> web.StreamResponse:
@@ -429,6 +433,8 @@ class Gateway:
                 except asyncio.TimeoutError:
                     await response.write(b": keep-alive\n\n")
                     continue
+                if self.closing:
+                    break
                 if sub.overflowed:
                     dropped, sub.dropped, sub.overflowed = sub.dropped, 0, False
                     sub.take()
@@ -440,8 +446,8 @@ class Gateway:
                     if events:
                         await response.write(b"data: [" + b",".join(events) + b"]\n\n")
                 await asyncio.sleep(interval)
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the page went away
         finally:
             self.watcher.unsubscribe(sub)
             self.pages -= 1
@@ -450,6 +456,12 @@ class Gateway:
     # ------------------------------------------------------------------ lifecycle
     async def on_startup(self, app: web.Application) -> None:
         await self.watcher.start()
+
+    async def on_shutdown(self, app: web.Application) -> None:
+        """End the open event streams at once, so that stopping does not wait for them."""
+        self.closing = True
+        for sub in list(self.watcher.subscribers):
+            sub.wake.set()
 
     async def on_cleanup(self, app: web.Application) -> None:
         await self.watcher.close()
@@ -510,5 +522,6 @@ def create_app(dl: AsyncInterface, settings: GatewaySettings | None = None,
             raise ValueError(f"web_root {settings.web_root!r} is not a directory")
         r.add_static("/web/", root, show_index=False, follow_symlinks=False)
     app.on_startup.append(gw.on_startup)
+    app.on_shutdown.append(gw.on_shutdown)
     app.on_cleanup.append(gw.on_cleanup)
     return app
