@@ -145,3 +145,24 @@ def test_the_default_install_includes_sqlalchemy():
     from importlib import metadata
     base = [r for r in metadata.requires("dripline") or [] if "extra ==" not in r]
     assert any(r.lower().startswith("sqlalchemy") for r in base)
+
+
+# ---------------------------------------------------------------------------------------------
+# output into a pipe whose reader has gone (`... | head`) is no error
+
+@pytest.mark.parametrize("tool, args", [
+    ("serve", ["--list"]),
+    ("plugin", ["list"]),
+    ("agent", ["set", "x", "5", "--dry-run-msg", "--pretty-print"]),
+])
+def test_a_closed_pipe_is_no_error(tool, args):
+    import os
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before anything is written
+    try:
+        r = subprocess.run([sys.executable, "-m", f"dripline.cli.{tool}", *args], stdout=write,
+                           stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write)
+    assert "BrokenPipeError" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == 0

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["add_common_options", "name_program", "resolve", "Resolved", "setup_logging",
-           "version_string", "write_stdout"]
+           "stdout_gone", "version_string", "write_stdout"]
 
 MESH_OPTIONS = {  # option dest -> dripline_mesh key
     "broker": "broker", "port": "broker_port", "requests_exchange": "requests_exchange",
@@ -132,7 +132,13 @@ def write_stdout(text: str) -> bool:
         sys.stdout.flush()
         return True
     except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        stdout_gone()
         return False
+
+
+def stdout_gone() -> None:
+    """After a BrokenPipeError on stdout: point stdout at /dev/null, so that nothing more (nor the
+    interpreter's final flush) raises."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)

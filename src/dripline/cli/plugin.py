@@ -598,8 +598,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from .common import stdout_gone
     args = build_parser().parse_args(argv)
-    sys.exit(run(args))
+    try:
+        code = run(args)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `dl-plugin list | head`: the reader has seen enough
+        stdout_gone()
+        code = 0
+    sys.exit(code)
 
 
 def run(args: Any) -> int:

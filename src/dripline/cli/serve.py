@@ -18,7 +18,7 @@ import os
 import sys
 from typing import Any
 
-from .common import add_common_options, name_program, resolve, setup_logging
+from .common import add_common_options, name_program, resolve, setup_logging, stdout_gone
 
 __all__ = ["main"]
 
@@ -56,7 +56,13 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_intermixed_args(argv)
     setup_logging(args.verbose, args.quiet, default=logging.INFO)
     name_program("dl-serve")
-    sys.exit(run(args))
+    try:
+        code = run(args)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `dl-serve --list | head`: the reader has seen enough
+        stdout_gone()
+        code = 0
+    sys.exit(code)
 
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
