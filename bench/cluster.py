@@ -215,6 +215,7 @@ async def run_client(args: argparse.Namespace) -> dict:
     supervisor = asyncio.ensure_future(_supervise(args, stop, lambda: core.connection, watch, status))
     answered = _Gaps()
     failed: dict[str, int] = {}
+    examples: dict[str, str] = {}  # the first error message of each kind
     sent = 0
     in_flight: set[asyncio.Task] = set()
 
@@ -225,6 +226,7 @@ async def run_client(args: argparse.Namespace) -> dict:
             kind = {101: "connection", 403: "not routed", 404: "timeout"}.get(err.return_code,
                                                                               str(err.return_code))
             failed[kind] = failed.get(kind, 0) + 1
+            examples.setdefault(kind, err.message[:300])
         else:
             answered.event()
 
@@ -277,7 +279,7 @@ async def run_client(args: argparse.Namespace) -> dict:
         await asyncio.wait(set(in_flight), timeout=REQUEST_TIMEOUT_S + 1)
     await supervisor
     await dl.close()
-    return {"sent": sent, "answered": answered.count, "failed": failed,
+    return {"sent": sent, "answered": answered.count, "failed": failed, "examples": examples,
             "longest_gap_s": answered.longest, "longest_down_s": watch.result(),
             "alerts_confirmed": confirmed, "alert_attempts": attempts,
             "reconnects": core.connection.reconnects if core.connection else 0}
@@ -431,7 +433,8 @@ def run_phase(name: str, cluster: Any, args: argparse.Namespace, folder: Path,
     return {
         "phase": name, "seconds": round(time.monotonic() - started, 1),
         "requests": {"sent": client["sent"], "answered": client["answered"],
-                     "failed": sum(client["failed"].values()), "failed_by_kind": client["failed"]},
+                     "failed": sum(client["failed"].values()), "failed_by_kind": client["failed"],
+                     "first_error_by_kind": client["examples"]},
         "longest_gap_s": {role: round(results[role]["longest_gap_s"], 3) for role in results},
         "longest_down_s": {role: round(results[role]["longest_down_s"], 3) for role in results},
         "reconnects": {role: results[role]["reconnects"] for role in results},
@@ -479,8 +482,8 @@ def print_table(phases: list[dict], args: argparse.Namespace) -> None:
     rows = [("requests sent", lambda p: p["requests"]["sent"]),
             ("answered", lambda p: p["requests"]["answered"]),
             ("failed", lambda p: p["requests"]["failed"]),
-            ("  by kind", lambda p: ",".join(f"{k}:{v}" for k, v in
-                                             sorted(p["requests"]["failed_by_kind"].items())) or "-"),
+            *[(f"  {kind}", lambda p, kind=kind: p["requests"]["failed_by_kind"].get(kind, 0))
+              for kind in sorted({k for p in phases for k in p["requests"]["failed_by_kind"]})],
             ("gap client s", lambda p: p["longest_gap_s"]["client"]),
             ("gap service s", lambda p: p["longest_gap_s"]["service"]),
             ("gap logger s", lambda p: p["longest_gap_s"]["logger"]),
