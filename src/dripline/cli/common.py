@@ -46,7 +46,8 @@ def add_common_options(parser: argparse.ArgumentParser, prog: str) -> None:
     a.add_argument("--password-file", metavar="FILE", help="file whose content is the broker password")
     a.add_argument("--auth-file", metavar="FILE", help='JSON/YAML file {"dripline": {"username": .., "password": ..}}')
     m = parser.add_argument_group("mesh")
-    m.add_argument("-b", "--broker", help="broker host (default localhost)")
+    m.add_argument("-b", "--broker", help="broker host[:port] (default localhost); several nodes of a cluster "
+                   "separated by commas: -b rabbit-0,rabbit-1,rabbit-2")
     m.add_argument("-p", "--port", type=int, help="broker port (default 5672)")
     m.add_argument("--requests-exchange")
     m.add_argument("--alerts-exchange")
