@@ -110,7 +110,7 @@ def test_empty_chunk_announcing_2_to_the_32_chunks_is_refused(quick, raw, dl_int
     assert props.correlation_id == "c-huge" and props.headers["return_code"] == 302
     assert "4294967296 chunks" in props.headers["return_message"]
     assert "max_message_size" in props.headers["return_message"]
-    assert svc._receiver.assembler.held_bytes == 0 and len(svc._receiver.assembler) == 0
+    assert svc.runtime.receiver.assembler.held_bytes == 0 and len(svc.runtime.receiver.assembler) == 0
     assert dl_interface.cmd(ep, "add", [1, 2]) == 3
 
 
@@ -127,14 +127,14 @@ def test_tiny_first_chunks_announcing_a_million_chunks_get_small_replies(quick, 
         assert "missing chunks 1-999999" in props.headers["return_message"]
         assert _size(props, body) <= sent[props.correlation_id] + 1024
         assert len(body) <= 10 + 1024
-    assembler = svc._receiver.assembler
+    assembler = svc.runtime.receiver.assembler
     assert _wait_for(lambda: len(assembler) == 0) and assembler.held_bytes == 0
     assert dl_interface.get(ep) == {"value": None}
 
 
 def test_incomplete_100kB_chunks_are_released_after_expiry(quick, raw, dl_interface):
     svc, ep = quick
-    assembler = svc._receiver.assembler
+    assembler = svc.runtime.receiver.assembler
     n = 30
     for i in range(n):
         raw.publish(ep, b"[" + b"1," * 50_000, f"{uuid.uuid4()}/0/3", f"big{i}",

@@ -12,6 +12,7 @@ from dripline.protocol.errors import ConnectionError_, DriplineError, TimeoutErr
 from dripline.client.interface import AsyncInterface, Interface
 from dripline.testing import test_mesh, unique_name
 
+from .gates import Gate, RawRequests, wait_for
 from .endpoints import AsyncEcho, Echo
 
 
@@ -180,25 +181,37 @@ def test_unreachable_broker_fails_after_bounded_attempts():
 
 
 def test_prefetch_window_leaves_a_flood_queued_in_the_broker(dl_service):
-    """With request_prefetch=2 the service holds few requests; the rest wait in RabbitMQ."""
-    import subprocess
-    svc = make_service(request_prefetch=2)
-    ep = Echo(name=unique_name("slow"))
-    svc.add_child(ep)
+    """With request_prefetch=2 the service holds few requests; the rest wait in RabbitMQ.
+
+    The handler blocks on an event, so the service reaches a known state: the window lets it
+    take 2 requests acknowledged plus 2 unacknowledged, then the broker stops delivering. The
+    queue depth is read with a passive queue_declare on the service's own connection (its queue
+    is exclusive to it).
+    """
+    prefetch, n = 2, 30
+    svc = make_service(request_prefetch=prefetch)
+    gate = Gate(name=unique_name("gate"))
+    svc.add_child(gate)
     dl_service(svc)
-    n = 30
-    with AsyncInterface_sync_sender() as send:
-        for _ in range(n):
-            send(ep.name, "sleep", [0.1])
-        time.sleep(0.3)
-        out = subprocess.run(["rabbitmqctl", "list_queues", "-q", "name", "messages_ready"],
-                             capture_output=True, text=True, timeout=60).stdout
-        waiting = int(dict(line.split() for line in out.splitlines() if line.strip())[svc.name])
-        # only the window (2) plus the request being handled and those already answered have left
-        assert waiting >= n - 2 - 1 - 8
-        replies = send.collect(n, timeout=20)
-    assert [r.return_code for r in replies] == [0] * n
-    assert svc.sync_children[ep.name].max_active == 1
+    raw = RawRequests()
+    try:
+        sent = [raw.cmd(gate.name, "wait", i) for i in range(n)]  # confirmed: all in the queue
+        assert gate.entered.wait(30)
+        assert wait_for(lambda: svc.runtime.window.busy == 2 * prefetch)
+        depth = asyncio.run_coroutine_threadsafe(svc.core.connection.queue_depth(svc.name),
+                                                 svc.loop).result(30)
+        assert depth is not None
+        ready, consumers = depth
+        assert ready == n - 2 * prefetch and consumers == 1
+        assert gate.seen == [0]
+        gate.release.set()
+        replies = raw.replies(n)
+    finally:
+        gate.release.set()
+        raw.close()
+    assert [(cid, code, payload) for cid, code, payload in replies] == \
+        [(cid, 0, i) for i, cid in enumerate(sent)]
+    assert len(gate.threads) == 1
 
 
 class AsyncInterface_sync_sender:

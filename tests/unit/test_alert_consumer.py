@@ -1,4 +1,8 @@
-"""AlertConsumer without a broker: routing-key parsing, error containment, bindings, durable acks."""
+"""AlertConsumer without a broker: routing-key parsing, error containment, bindings, durable acks.
+
+Alerts travel through an in-memory mesh (`dripline.testing.MemoryMesh`); acknowledgements are
+the transport's real `Ack` objects on a `MemoryChannel`.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -10,6 +14,8 @@ from dripline.core import AlertConsumer, MsgAlert, MsgRequest, Service
 from dripline.service.alert_consumer import AckTracker
 from dripline.protocol.errors import ConfigError
 from dripline.protocol.message import Properties, op_t
+from dripline.testing import MemoryChannel, MemoryMesh
+from dripline.transport.connection import Ack
 
 
 def make(**kwargs):
@@ -33,24 +39,6 @@ def alert(routing_key, payload=None):
     msg = MsgAlert.create(payload=payload, routing_key=routing_key)
     msg.timestamp = "2024-05-06T07:08:09.123456Z"
     return msg
-
-
-class FakeChannel:
-    def __init__(self):
-        self.is_open = True
-        self.acks = []
-
-    def basic_ack(self, tag, multiple=False):
-        self.acks.append((tag, multiple))
-
-
-class FakeAck:
-    def __init__(self, channel, tag):
-        self.channel, self.tag = channel, tag
-
-    def __call__(self, multiple=False):
-        if self.channel.is_open:
-            self.channel.basic_ack(self.tag, multiple)
 
 
 class FakeConnection:
@@ -106,7 +94,9 @@ def test_durable_queue_name_defaults_to_service_name_dot_alerts():
 
 
 def test_unknown_keywords_are_ignored_like_every_service():
-    make(database_name="x", anything=1)
+    c = make(database_name="x", anything=1)
+    assert c.alert_keys == ["#"]
+    assert not hasattr(c, "database_name") and not hasattr(c, "anything")
 
 
 # ---------------------------------------------------------------------------------- dispatch
@@ -125,16 +115,24 @@ def test_an_exception_in_process_payload_is_logged_with_the_routing_key(caplog):
     assert len(c.calls) == 2
 
 
-def test_service_dispatch_sends_alerts_to_on_alert_message():
-    c = Recorder()
-    c._dispatch(alert("anything.at.all", {"x": 1}))
-    assert c.calls and c.calls[0][0] == {"x": 1}
+def test_alerts_of_the_mesh_reach_on_alert_message_through_the_codec():
+    with MemoryMesh() as mesh:
+        recorder = Recorder(alert_keys=["sensor_value.#"],
+                            alert_key_parser_re=r"sensor_value\.(?P<sensor>\w+)")
+        mesh.add_service(recorder)
+        peaches = mesh.add_endpoint("KeyValueStore", name="peaches", log_on_set=True)
+        peaches.set(1.5)
+        mesh.add_endpoint("KeyValueStore", name="ignored", log_on_set=True,
+                          log_routing_key_prefix="other_value").set(2)
+    assert [(payload, data) for payload, data, _ in recorder.calls] == \
+        [({"value_raw": 1.5}, {"sensor": "peaches"})]
+    assert recorder.calls[0][2].endswith("Z")  # the timestamp the codec wrote
 
 
 def test_a_plain_service_only_logs_alerts(caplog):
     svc = Service("plain", make_connection=False)
     with caplog.at_level(logging.WARNING):
-        svc._dispatch(alert("sensor_value.x", 1))
+        svc.runtime.dispatch(alert("sensor_value.x", 1))
     assert "does not handle" in caplog.text
 
 
@@ -162,9 +160,9 @@ async def test_durable_queue_is_declared_bound_and_consumed_with_manual_ack():
 
 # ---------------------------------------------------------------------------------- acknowledgements
 def test_ack_tracker_acknowledges_the_finished_prefix_in_one_frame():
-    ch = FakeChannel()
+    ch = MemoryChannel()
     tracker = AckTracker()
-    d = [tracker.add(FakeAck(ch, tag)) for tag in (1, 2, 3, 4)]
+    d = [tracker.add(Ack(ch, tag)) for tag in (1, 2, 3, 4)]
     tracker.finish([d[1], d[2]])
     assert ch.acks == []  # delivery 1 is not finished yet
     tracker.finish([d[0]])
@@ -175,10 +173,10 @@ def test_ack_tracker_acknowledges_the_finished_prefix_in_one_frame():
 
 
 def test_ack_tracker_skips_deliveries_of_a_closed_channel():
-    old, new = FakeChannel(), FakeChannel()
+    old, new = MemoryChannel(), MemoryChannel()
     tracker = AckTracker()
-    a = tracker.add(FakeAck(old, 7))
-    b = tracker.add(FakeAck(new, 1))
+    a = tracker.add(Ack(old, 7))
+    b = tracker.add(Ack(new, 1))
     old.is_open = False
     tracker.finish([a, b])
     assert old.acks == [] and new.acks == [(1, True)]
@@ -194,8 +192,8 @@ async def test_durable_alert_is_acknowledged_after_it_is_handled():
     c.loop = asyncio.get_running_loop()
     from dripline.transport.receiver import ChunkReceiver
     c._durable_assembler = ChunkReceiver(c._expired_durable)
-    ch = FakeChannel()
-    c._on_durable_delivery(*_wire(alert("sensor_value.a", {"v": 1})), FakeAck(ch, 1))
+    ch = MemoryChannel()
+    c._on_durable_delivery(*_wire(alert("sensor_value.a", {"v": 1})), Ack(ch, 1))
     assert c.calls[0][0] == {"v": 1}
     assert ch.acks == [(1, True)]
 
@@ -205,9 +203,9 @@ async def test_durable_processing_error_still_acknowledges(caplog):
     c.loop = asyncio.get_running_loop()
     from dripline.transport.receiver import ChunkReceiver
     c._durable_assembler = ChunkReceiver(c._expired_durable)
-    ch = FakeChannel()
+    ch = MemoryChannel()
     with caplog.at_level(logging.ERROR):
-        c._on_durable_delivery(*_wire(alert("s.boom", {"v": 1})), FakeAck(ch, 5))
+        c._on_durable_delivery(*_wire(alert("s.boom", {"v": 1})), Ack(ch, 5))
     assert ch.acks == [(5, True)] and "bad sensor" in caplog.text
 
 
@@ -216,15 +214,15 @@ async def test_durable_chunked_alert_is_acknowledged_as_a_whole():
     c.loop = asyncio.get_running_loop()
     from dripline.transport.receiver import ChunkReceiver
     c._durable_assembler = ChunkReceiver(c._expired_durable)
-    ch = FakeChannel()
+    ch = MemoryChannel()
     big = alert("sensor_value.big", {"text": "x" * 25000})
     wires = big.encode(max_payload_size=10000)
     assert len(wires) == 3
     for tag, w in enumerate(wires[:-1], start=1):
-        c._on_durable_delivery(w.routing_key, w.body, w.properties, FakeAck(ch, tag))
+        c._on_durable_delivery(w.routing_key, w.body, w.properties, Ack(ch, tag))
     assert ch.acks == [] and c.calls == []
     w = wires[-1]
-    c._on_durable_delivery(w.routing_key, w.body, w.properties, FakeAck(ch, 3))
+    c._on_durable_delivery(w.routing_key, w.body, w.properties, Ack(ch, 3))
     assert c.calls[0][0] == {"text": "x" * 25000}
     assert ch.acks == [(3, True)]
 
@@ -234,9 +232,9 @@ async def test_durable_undecodable_or_non_alert_messages_are_acknowledged_and_dr
     c.loop = asyncio.get_running_loop()
     from dripline.transport.receiver import ChunkReceiver
     c._durable_assembler = ChunkReceiver(c._expired_durable)
-    ch = FakeChannel()
+    ch = MemoryChannel()
     with caplog.at_level(logging.WARNING):
-        c._on_durable_delivery("sensor_value.x", b"{}", Properties(message_id="no-slash"), FakeAck(ch, 1))
+        c._on_durable_delivery("sensor_value.x", b"{}", Properties(message_id="no-slash"), Ack(ch, 1))
         req = MsgRequest.create(payload=None, msg_op=op_t.get, routing_key="sensor_value.x")
-        c._on_durable_delivery(*_wire(req), FakeAck(ch, 2))
+        c._on_durable_delivery(*_wire(req), Ack(ch, 2))
     assert ch.acks[-1] == (2, True) and c.calls == []

@@ -35,7 +35,7 @@ def test_mesh_limits_are_checked():
 def test_service_keywords_override_the_mesh_and_reach_every_receiver():
     svc = Service("dry", make_connection=False, max_message_size=7000, max_pending_bytes=800_000,
                   dripline_mesh={"max_message_size": 5000})
-    for assembler in (svc._receiver.assembler, svc.core._replies.assembler):
+    for assembler in (svc.runtime.receiver.assembler, svc.core._replies.assembler):
         assert assembler.max_message_size == 7000
         assert assembler.budget is process_budget(800_000)  # one budget for the whole process
     with pytest.raises(ConfigError, match="max_pending_bytes"):

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from dripline.core import DriplineError, Endpoint, MsgReply, MsgRequest, ThrowReply, op_t
 from dripline.protocol.message import dumps_payload, loads_payload
+from dripline.testing import MemoryMesh
 
 SENDER = {"exe": "/usr/local/bin/dl-agent", "hostname": "host", "username": "me",
           "service_name": "dl-agent", "versions": {}}
@@ -749,21 +750,16 @@ def test_overridden_do_get_request_is_used():
 
 
 def test_submit_request_message_sends_through_attached_service():
-    class FakeService:
-        def __init__(self):
-            self.sent = []
-
-        def send(self, msg):
-            self.sent.append(msg)
     ep = Endpoint("an_endpoint")
     reply = ep.submit_request_message(req(op_t.get, "name"))
     assert reply.return_code == 0  # unattached: computed but not sent
-    svc = FakeService()
-    ep.service = svc
+    served = MemoryMesh().add_endpoint(ep)
     reply = ep.submit_request_message(req(op_t.get, "name"))
-    assert svc.sent == [reply]
+    (sent,) = served.mesh.published  # the reply, as it went through the codec
+    assert (sent.routing_key, sent.correlation_id, sent.return_code, sent.payload) == \
+        (reply.routing_key, reply.correlation_id, 0, {"values": ["an_endpoint"]})
     ep.submit_request_message(req(op_t.get, "name", reply_to=""))
-    assert len(svc.sent) == 1  # nobody to reply to
+    assert len(served.mesh.published) == 1  # nobody to reply to
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Entity options and logging decisions (reference §5.1-§5.3, with the §11.1 item 12 fixes).
 
-The service is a fake that records send_alert / schedule / unschedule calls.
+Entities are served in memory (`dripline.testing.memory_endpoint`): alerts pass through the codec
+into `alerts`, and the service's scheduler records what is scheduled (nothing fires by itself).
 """
 from __future__ import annotations
 
@@ -16,29 +17,7 @@ from hypothesis import strategies as st
 
 from dripline.core import Entity, MsgRequest, ThrowReply, calibrate, op_t
 from dripline.service.entity import should_log
-
-
-class FakeService:
-    def __init__(self, fail_alerts=False):
-        self.alerts = []
-        self.scheduled = {}
-        self.unscheduled = []
-        self.fail_alerts = fail_alerts
-        self._next = 100
-
-    def send_alert(self, routing_key, payload=None):
-        if self.fail_alerts:
-            raise ConnectionError("broker down")
-        self.alerts.append((routing_key, payload))
-
-    def schedule(self, action, when=None, start=None):
-        self._next += 1
-        self.scheduled[self._next] = (action, when, start)
-        return self._next
-
-    def unschedule(self, event_id):
-        self.unscheduled.append(event_id)
-        return self.scheduled.pop(event_id, None) is not None
+from dripline.testing import MemoryMesh
 
 
 class Sensor(Entity):
@@ -79,10 +58,11 @@ class SetOnly(Entity):
         self.last = value
 
 
-def attached(entity, **kwargs):
-    svc = FakeService(**kwargs)
-    entity.service = svc
-    return entity, svc
+def attached(entity, mesh_down=False):
+    """The entity served alone in an in-memory mesh; with mesh_down, every alert send fails."""
+    handle = MemoryMesh().add_endpoint(entity)
+    handle.mesh.down = mesh_down
+    return entity, handle
 
 
 def set_request(specifier, value):
@@ -143,15 +123,23 @@ def test_start_and_stop_logging_use_the_service_scheduler():
     e, svc = attached(Sensor(log_interval=5))
     e.start_logging()
     assert e.is_logging
-    (job_id, (action, interval, start)), = svc.scheduled.items()
-    assert action == e.scheduled_log
-    assert interval == timedelta(seconds=5) and start is None
+    (job_id, (action, interval)), = svc.scheduled.items()
+    assert action == e.scheduled_log and interval == 5
     e.start_logging()  # restarting replaces the job
-    assert svc.unscheduled == [job_id] and len(svc.scheduled) == 1
+    (new_id, _), = svc.scheduled.items()
+    assert new_id != job_id
     e.stop_logging()
     assert not e.is_logging and svc.scheduled == {}
-    e.stop_logging()  # not logging: no error, nothing unscheduled twice
-    assert len(svc.unscheduled) == 2
+    e.stop_logging()  # not logging: no error
+    assert not e.is_logging and svc.scheduled == {}
+
+
+def test_a_scheduled_log_fired_sends_the_reading():
+    e, svc = attached(Sensor({"value_raw": 2.5}, log_interval=5))
+    e.start_logging()
+    (job_id, _), = svc.scheduled.items()
+    svc.fire(job_id)
+    assert svc.alerts == [("sensor_value.sensor", {"value_raw": 2.5})]
 
 
 def test_start_logging_with_zero_interval_raises_value_error():
@@ -165,7 +153,7 @@ def test_changing_log_interval_while_logging_reschedules():
     e, svc = attached(Sensor(log_interval=5))
     e.start_logging()
     e.log_interval = {"seconds": 30}
-    assert [when for _, when, _ in svc.scheduled.values()] == [timedelta(seconds=30)]
+    assert [interval for _, interval in svc.scheduled.values()] == [30]
     e.log_interval = 0
     assert not e.is_logging and svc.scheduled == {}
     e.log_interval = 7  # not logging: just stored
@@ -179,7 +167,6 @@ def test_log_a_value_sends_alert_with_prefix_and_name():
     e, svc = attached(Sensor(log_routing_key_prefix="slow_value"))
     e.log_a_value({"value_raw": 5})
     assert svc.alerts == [("slow_value.sensor", {"value_raw": 5})]
-    assert e._last_log_time is not None and e._last_log_time.tzinfo is not None
 
 
 def test_first_check_always_logs_then_only_on_change():
@@ -267,9 +254,9 @@ def test_scheduled_log_never_raises(caplog):
         assert e.scheduled_log() is None
     assert "instrument gone" in caplog.text
     e.reading = {"value_raw": 1}
-    e.service = FakeService(fail_alerts=True)
+    svc.mesh.down = True
     e.scheduled_log()  # the send fails: logged, not raised
-    assert "broker down" in caplog.text
+    assert "in-memory mesh is down" in caplog.text
 
 
 def test_scheduled_log_with_async_on_get_returns_a_coroutine():
@@ -326,7 +313,7 @@ def test_log_on_set_with_get_on_set_logs_and_returns_the_reading():
 
 
 def test_log_on_set_failure_does_not_fail_the_set(caplog):
-    e, svc = attached(Sensor(log_on_set=True), fail_alerts=True)
+    e, svc = attached(Sensor(log_on_set=True), mesh_down=True)
     with caplog.at_level(logging.ERROR, logger="dripline.service.entity"):
         reply = e.on_request_message(set_request("", 1))
     assert reply.return_code == 0 and e.set_values == [1]

@@ -4,7 +4,7 @@
   functions (plus dripline's UInt32 rule) and the decoded values must be equal and of the same
   types, also for tables that are cached (sent again as the same object, received again with the
   same bytes) and then changed.
-* core/service.py's `_Worker` replaces a one-thread ThreadPoolExecutor: serial order, `submit`
+* service/lanes.py's `Worker` replaces a one-thread ThreadPoolExecutor: serial order, `submit`
   futures, shutdown cancelling what has not started.
 * transport/bridge.py's `block_on` (the one loop<->thread bridge) keeps
   run_coroutine_threadsafe's contract, also for a callable whose future it waits for.
@@ -204,7 +204,7 @@ def test_too_long_keys_fail_as_in_pika():
 
 # ----------------------------------------------------------------------------- service worker
 def test_worker_runs_jobs_one_at_a_time_in_order():
-    from dripline.service.service import _Worker
+    from dripline.service.lanes import Worker as _Worker
     worker = _Worker("t-worker")
     seen: list[int] = []
     running = [0]
@@ -227,7 +227,7 @@ def test_worker_runs_jobs_one_at_a_time_in_order():
 
 
 def test_worker_call_reports_result_or_error_on_the_loop():
-    from dripline.service.service import _Worker
+    from dripline.service.lanes import Worker as _Worker
     worker = _Worker("t-worker")
     loop = asyncio.new_event_loop()
     try:
@@ -258,7 +258,7 @@ def test_worker_call_reports_result_or_error_on_the_loop():
 
 
 def test_worker_shutdown_cancels_what_has_not_started():
-    from dripline.service.service import _Worker
+    from dripline.service.lanes import Worker as _Worker
     worker = _Worker("t-worker")
     gate = threading.Event()
     first = worker.submit(gate.wait, 5)

@@ -7,6 +7,7 @@ import pytest
 
 from dripline.core import MsgRequest, ThrowReply, calibrate, op_t
 from dripline.implementations import KeyValueStore
+from dripline.testing import memory_endpoint
 
 
 def request(op, specifier="", payload=None):
@@ -24,14 +25,6 @@ def set_(ep, value, specifier=""):
 
 def cmd(ep, specifier, payload=None):
     return ep.on_request_message(request(op_t.cmd, specifier, payload))
-
-
-class FakeService:
-    def __init__(self):
-        self.alerts = []
-
-    def send_alert(self, routing_key, payload=None):
-        self.alerts.append((routing_key, payload))
 
 
 class JitterEntity(KeyValueStore):
@@ -83,11 +76,10 @@ def test_set_with_get_on_set_replies_the_new_reading():
 
 
 def test_log_on_set_sends_sensor_value_alert():
-    kv = KeyValueStore(name="peaches", initial_value=1, log_on_set=True, calibration="2*{}")
-    svc = FakeService()
-    kv.service = svc
-    set_(kv, 3)
-    assert svc.alerts == [("sensor_value.peaches", {"value_raw": 3, "value_cal": 6})]
+    with memory_endpoint("KeyValueStore", name="peaches", initial_value=1, log_on_set=True,
+                         calibration="2*{}") as peaches:
+        assert peaches.set(3) is None
+        assert peaches.alerts == [("sensor_value.peaches", {"value_raw": 3, "value_cal": 6})]
 
 
 def test_throw_something():

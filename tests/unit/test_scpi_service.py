@@ -25,8 +25,10 @@ def make(port: int, **kw) -> EthernetSCPIService:
     kw.setdefault("socket_timeout", 1.0)
     kw.setdefault("command_terminator", "\n")
     kw.setdefault("response_terminator", "\n")
-    return EthernetSCPIService(name="scpi_unit", make_connection=False, heartbeat_interval_s=0,
-                               socket_info=("127.0.0.1", port), **kw)
+    service = EthernetSCPIService(name="scpi_unit", make_connection=False, heartbeat_interval_s=0,
+                                  socket_info=("127.0.0.1", port), **kw)
+    service.on_start()  # what start() runs: the instrument is connected (constructors do no I/O)
+    return service
 
 
 @pytest.fixture

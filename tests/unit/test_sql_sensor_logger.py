@@ -16,6 +16,8 @@ from sqlalchemy import exc as sa_exc
 from dripline.core import MsgAlert
 from dripline.protocol.errors import ConfigError
 from dripline.implementations import PostgresSensorLogger, SQLTable
+from dripline.testing import MemoryChannel
+from dripline.transport.connection import Ack
 
 SETUP = """CREATE TABLE IF NOT EXISTS numeric_data (
     sensor_name TEXT NOT NULL,
@@ -37,7 +39,9 @@ def make_logger(tmp_path, **kwargs):
     kwargs.setdefault("endpoints", [dict(TABLE)])
     kwargs.setdefault("insertion_table_endpoint_name", "values_table")
     kwargs.setdefault("flush_interval_s", 0.01)
-    return PostgresSensorLogger(make_connection=False, **kwargs)
+    logger = PostgresSensorLogger(make_connection=False, **kwargs)
+    logger.on_start()  # what start() runs: setup_sql, the tables read
+    return logger
 
 
 def alert(routing_key, payload, timestamp="2024-05-06T07:08:09.000001Z"):
@@ -66,24 +70,6 @@ def running(tmp_path):
     for lg in loggers:
         lg.stop_writer(timeout_s=2)
         lg.engine.dispose()
-
-
-class FakeChannel:
-    is_open = True
-
-    def __init__(self):
-        self.acks = []
-
-    def basic_ack(self, tag, multiple=False):
-        self.acks.append((tag, multiple))
-
-
-class FakeAck:
-    def __init__(self, channel, tag):
-        self.channel, self.tag = channel, tag
-
-    def __call__(self, multiple=False):
-        self.channel.basic_ack(self.tag, multiple)
 
 
 # ---------------------------------------------------------------------------------- configuration
@@ -258,11 +244,11 @@ async def test_durable_deliveries_are_acknowledged_only_after_commit(tmp_path, m
         return real(self, conn, values)
 
     monkeypatch.setattr(SQLTable, "insert_rows", slow)
-    ch = FakeChannel()
+    ch = MemoryChannel()
     lg.start_writer()
     try:
         for tag in range(1, 6):
-            delivery = lg._acks.add(FakeAck(ch, tag))
+            delivery = lg._acks.add(Ack(ch, tag))
             payload = {"value_raw": tag} if tag != 3 else {"value_cal": 1}  # 3 is malformed
             lg._deliver_alert(alert("sensor_value.s", payload), [delivery])
         await asyncio.sleep(0.3)
@@ -282,9 +268,9 @@ async def test_durable_deliveries_are_acknowledged_only_after_commit(tmp_path, m
 
 def test_durable_rows_are_never_dropped_when_the_buffer_is_full(tmp_path):
     lg = make_logger(tmp_path, durable_queue=True, buffer_size=2)
-    ch = FakeChannel()
+    ch = MemoryChannel()
     for tag in range(1, 5):
-        lg._deliver_alert(alert("sensor_value.s", {"value_raw": tag}), [lg._acks.add(FakeAck(ch, tag))])
+        lg._deliver_alert(alert("sensor_value.s", {"value_raw": tag}), [lg._acks.add(Ack(ch, tag))])
     assert lg.on_get()["dropped"] == 0 and lg.on_get()["waiting"] == 4
     assert lg.durable_prefetch == 2
 

@@ -8,6 +8,11 @@ one); and a dotted ``module: package.module.Class`` naming an Endpoint subclass 
 
 A relative `module_path` is read relative to the directory of the YAML file (dl-serve passes it as
 `base_dir`); endpoints built while their service is being built inherit that directory.
+
+A service's `endpoints` mappings are built here too (`attach_endpoints`, installed into
+`dripline.service.children` when this module is imported): each endpoint is created and handed to
+``service.add_child``, and an error raised while building one carries that endpoint's name
+(`failing_endpoint`), so that dl-serve can say which one it was.
 """
 from __future__ import annotations
 
@@ -22,9 +27,11 @@ import sys
 from typing import Any
 
 from dripline.protocol.errors import ConfigError
+from dripline.service.children import install_endpoint_builder
+from dripline.service.options import positive_interval
 
-__all__ = ["ObjectCreator", "create_object", "find_class", "known_class_names", "load_module_path",
-           "missing_dependency"]
+__all__ = ["ObjectCreator", "attach_endpoints", "create_object", "failing_endpoint", "find_class",
+           "known_class_names", "load_module_path", "missing_dependency"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +53,8 @@ def load_module_path(path: str, base_dir: str | None = None) -> Any:
         raise ConfigError(f"module_path {path!r}: no such file ({full})")
     name = "dripline_module_path_" + str(len(_path_modules))
     spec = importlib.util.spec_from_file_location(name, full)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"module_path {path!r}: not a Python file ({full})")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
@@ -186,6 +195,40 @@ def create_object(config: dict, default_module: str, auth: Any = None, base_dir:
         return cls(**config)
     finally:
         _base_dir.reset(token)
+
+
+_ENDPOINT_ATTRIBUTE = "dripline_endpoint"
+
+
+def attach_endpoints(service: Any, configs: list) -> None:
+    """Build each endpoint mapping of `configs` and attach it with ``service.add_child``.
+
+    An entity with a positive `log_interval` starts logging (the reference does this here too).
+    An exception names the endpoint being built (`failing_endpoint`).
+    """
+    for conf in configs:
+        name = conf.get("name") if isinstance(conf, dict) else None
+        try:
+            endpoint = create_object(dict(conf), "Endpoint")
+            service.add_child(endpoint)
+            if positive_interval(getattr(endpoint, "log_interval", 0)):
+                endpoint.start_logging()
+        except Exception as err:
+            if isinstance(name, str) and getattr(err, _ENDPOINT_ATTRIBUTE, None) is None:
+                try:  # the innermost endpoint wins (an endpoint may build endpoints of its own)
+                    setattr(err, _ENDPOINT_ATTRIBUTE, name)
+                except AttributeError:  # an exception type with __slots__
+                    pass
+            raise
+
+
+def failing_endpoint(err: BaseException) -> str | None:
+    """The name of the endpoint whose building raised `err`, when it was one."""
+    name = getattr(err, _ENDPOINT_ATTRIBUTE, None)
+    return name if isinstance(name, str) else None
+
+
+install_endpoint_builder(attach_endpoints)
 
 
 class ObjectCreator:

@@ -7,17 +7,14 @@ the closest valid keywords.
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import difflib
 import inspect
 from dataclasses import dataclass
-from typing import Iterator
 
 from dripline.protocol.errors import ConfigError
 from dripline.assembly.objects import find_class
 
-__all__ = ["Problem", "accepted_keywords", "check_service_config", "config_check", "checking_only"]
+__all__ = ["Problem", "accepted_keywords", "check_service_config"]
 
 # keys dl-serve consumes itself at the top level, whatever the service class
 SERVE_KEYS = {"module", "module_path", "auth_file", "auth_groups", "dripline_mesh", "runtime-config"}
@@ -191,30 +188,3 @@ def check_service_config(config: dict, source: str | None = None, base_dir: str 
         seen.add(ep_name)
         problems += _check(ep, "Endpoint", f"endpoint {ep_name!r}", True, source, base_dir, set())
     return problems
-
-
-# ---------------------------------------------------------------------------------------------
-# dl-serve --check builds every object without touching the network
-
-_checking: contextvars.ContextVar[bool] = contextvars.ContextVar("dripline_config_check",
-                                                                 default=False)
-
-
-def checking_only() -> bool:
-    """True while objects are built only to check a configuration (``dl-serve --check``).
-
-    Constructors that would contact hardware or a database (EthernetSCPIService connecting to its
-    instrument, the SQL classes reading tables or running setup SQL) skip that while this is
-    true; everything else (keywords, types, values) is checked as in a real build.
-    """
-    return _checking.get()
-
-
-@contextlib.contextmanager
-def config_check() -> Iterator[None]:
-    """Within this block `checking_only()` is true (see there)."""
-    token = _checking.set(True)
-    try:
-        yield
-    finally:
-        _checking.reset(token)

@@ -7,8 +7,9 @@
     dl-serve --list KeyValueStore                 one class's keywords, defaults and docs
 
 Exit status: 0 after a clean stop; 2 for a configuration error, or an error while building the
-service or one of its endpoints (reported before the service connects); 1 when the broker cannot
-be reached, the name (or an endpoint name) is taken by a running service, or the service fails.
+service or one of its endpoints (reported before the service connects), or a configuration error
+found when it starts (a database table that is not there); 1 when the broker cannot be reached,
+the name (or an endpoint name) is taken by a running service, or the service fails.
 """
 from __future__ import annotations
 
@@ -133,7 +134,7 @@ def _auth_groups() -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dripline.protocol.errors import DriplineError
+    from dripline.protocol.errors import ConfigError, DriplineError
     if args.list is True:
         from .plugin import print_class_list
         return print_class_list() or 0
@@ -182,6 +183,9 @@ def run(args: argparse.Namespace) -> int:
         return status
     try:
         service.run()
+    except ConfigError as err:  # raised by a start hook (a database table that is not there)
+        print(f"dl-serve: {path or 'configuration'}: {err.message}", file=sys.stderr)
+        return 2
     except DriplineError as err:
         print(f"dl-serve: {err.message}", file=sys.stderr)
         return 1
@@ -233,12 +237,15 @@ def _write_class_keywords(info: Any, out: Any) -> None:
 
 
 def _check(config: dict, auth: Any, path: str | None, base_dir: str | None) -> int:
-    """--check: build every object as a dry run (no broker, instrument or database), report."""
-    from dripline.assembly.validation import config_check
+    """--check: build every object as a dry run and report.
+
+    Constructors do no I/O (instruments and databases are opened by the service's start hook),
+    and the service is never started, so neither the broker nor an instrument nor a database is
+    contacted.
+    """
     config = dict(config)
     config["dripline_mesh"] = {**(config.get("dripline_mesh") or {}), "make_connection": False}
-    with config_check():
-        service, status = _build(config, auth, path, base_dir)
+    service, status = _build(config, auth, path, base_dir)
     if service is None:
         return status
     _release(service)
@@ -264,7 +271,8 @@ def _report_build_error(err: Exception, source: str, name: Any) -> int:
         text = err.message if err.message.startswith(f"{source}:") else f"{source}: {err.message}"
         print(f"dl-serve: {text}", file=sys.stderr)
         return 2
-    endpoint = _failing_endpoint(err)
+    from dripline.assembly.objects import failing_endpoint
+    endpoint = failing_endpoint(err)
     where = f"endpoint {endpoint!r}: " if endpoint else ""
     missing = (getattr(err, "name", None) or "").split(".")[0]
     if isinstance(err, DriplineError):
@@ -278,21 +286,6 @@ def _report_build_error(err: Exception, source: str, name: Any) -> int:
     hint = "" if logger.isEnabledFor(logging.DEBUG) else " (run with -v for the traceback)"
     print(f"dl-serve: {source}: cannot build service {name!r}: {where}{what}{hint}", file=sys.stderr)
     return 1 if isinstance(err, ConnectionError_) else 2
-
-
-def _failing_endpoint(err: BaseException) -> str | None:
-    """The endpoint being built when `err` was raised, when the traceback shows one."""
-    from dripline.service.service import Service
-    code = Service.add_endpoints_from_config.__code__
-    name = None
-    tb = err.__traceback__
-    while tb is not None:
-        if tb.tb_frame.f_code is code:
-            conf = tb.tb_frame.f_locals.get("conf")
-            if isinstance(conf, dict) and isinstance(conf.get("name"), str):
-                name = conf["name"]
-        tb = tb.tb_next
-    return name
 
 
 def _release(service: Any) -> None:

@@ -5,6 +5,7 @@ module object, so attribute reads and writes reach the real one.
 """
 import sys
 
+import dripline.assembly.objects  # noqa: F401  (builds `endpoints` mappings, as the reference's Service does)
 from dripline.service import service as _module
 
 sys.modules[__name__] = _module

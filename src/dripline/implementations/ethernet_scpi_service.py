@@ -67,7 +67,6 @@ from typing import Any, Sequence
 from dripline.protocol.errors import ConfigError
 from dripline.service.service import Service
 from dripline.protocol.throw_reply import ThrowReply
-from dripline.assembly.validation import checking_only
 
 __all__ = ["EthernetSCPIService", "RESEND_CHOICES", "SCPIConfigError", "is_query",
            "resend_choice"]
@@ -278,9 +277,15 @@ class EthernetSCPIService(Service):
         # not `_lock` (the handler of the `lock` instruction) nor `_exchange` (RequestSender's)
         self._io_lock = threading.Lock()
         self._closing = False
-        Service.__init__(self, **kwargs)
-        if checking_only():  # dl-serve --check: the instrument is not contacted
-            return
+        Service.__init__(self, **kwargs)  # no I/O here: the instrument is contacted by on_start
+
+    def on_start(self) -> None:
+        """Connect to the instrument (and run `cmd_at_reconnect`) when the service starts.
+
+        An instrument that cannot be reached yet is a warning, not a failure: the service starts
+        anyway and every request tries to connect again.
+        """
+        super().on_start()
         with self._io_lock:
             try:
                 self._connect()

@@ -40,7 +40,7 @@ import logging
 import time
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 from dripline.service.alert_consumer import AlertConsumer
 from dripline.service.endpoint import Endpoint
@@ -80,7 +80,7 @@ class HeartbeatTracker(Endpoint):
     def check_delay(self, now: float | None = None) -> dict[str, Any]:
         """Rate the time since the last heartbeat; updates and returns the status."""
         diff = (time.time() if now is None else now) - self.last_timestamp
-        monitor = self.service
+        monitor = cast("HeartbeatMonitor", self.service)  # a tracker belongs to a monitor
         if not self.is_active:
             status = HeartbeatTracker.Status.UNKNOWN
         elif diff > monitor.critical_threshold_s:
@@ -254,12 +254,12 @@ class HeartbeatMonitor(AlertConsumer):
 
     # ------------------------------------------------------------------ lifecycle
     async def listen(self) -> None:
-        self._spawn(self._monitor_loop())
+        self.runtime.spawn(self._monitor_loop())
         await super().listen()
 
     async def _monitor_loop(self) -> None:
         while True:
-            self._run_on_worker(self.monitor_once)
+            self.runtime.run_on_worker(self.monitor_once)
             await asyncio.sleep(self.time_between_checks_s)
 
 

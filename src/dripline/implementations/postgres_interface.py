@@ -51,7 +51,6 @@ from sqlalchemy import exc as sa_exc
 from dripline.service.endpoint import Endpoint
 from dripline.protocol.errors import ConfigError
 from dripline.protocol.throw_reply import ThrowReply
-from dripline.assembly.validation import checking_only
 
 __all__ = ["PostgreSQLInterface", "SQLTable", "database_unavailable", "has_unique_key"]
 
@@ -153,11 +152,29 @@ class PostgreSQLInterface:
         return url
 
     def add_child_table(self, endpoint: Any) -> None:
-        """Give an SQLTable child its table (the reference's hook, called from add_child)."""
+        """Give an SQLTable child the engine (the reference's hook, called from add_child).
+
+        No I/O: the table is read when the service starts (`on_start`) or on first use.
+        """
         if isinstance(endpoint, SQLTable) and self.engine is not None:
             endpoint._engine = self.engine
-            if checking_only():  # dl-serve --check: the table is not looked up
-                return
+
+    def on_start(self) -> None:
+        """Read the tables of the service's SQLTable endpoints (the service's start hook).
+
+        A table that is not there is a ConfigError (the service does not start); a database
+        that cannot be reached yet is a warning, and the table is read on first use.
+        """
+        hook = getattr(super(), "on_start", None)
+        if hook is not None:
+            hook()
+        if self.engine is None:
+            return
+        children = [*getattr(self, "sync_children", {}).values(),
+                    *getattr(self, "async_children", {}).values()]
+        for endpoint in children:
+            if not isinstance(endpoint, SQLTable):
+                continue
             try:
                 endpoint.reflect()
             except sa_exc.SQLAlchemyError as err:

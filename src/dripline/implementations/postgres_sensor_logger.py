@@ -77,7 +77,6 @@ from sqlalchemy import exc as sa_exc
 from dripline.service.alert_consumer import AlertConsumer
 from dripline.protocol.errors import ConfigError
 from dripline.protocol.message import Message
-from dripline.assembly.validation import checking_only
 
 from .postgres_interface import (PostgreSQLInterface, SQLTable, _short, database_unavailable,
                                  has_unique_key)
@@ -173,16 +172,7 @@ class PostgresSensorLogger(AlertConsumer, PostgreSQLInterface):
         self._fast_path = (type(self).process_payload is PostgresSensorLogger.process_payload
                            and type(self).on_alert_message is AlertConsumer.on_alert_message)
 
-        self.connect_to_db(self.auth)
-        if setup_sql and not checking_only():  # dl-serve --check: the database is not contacted
-            try:
-                self.run_setup_sql(setup_sql)
-                self._setup_done = True
-            except sa_exc.SQLAlchemyError as err:
-                if not database_unavailable(err):
-                    raise ConfigError(f"service {self.name!r}: setup_sql failed: {_short(err)}") from None
-                logger.warning("%s: database not reachable yet (%s); setup_sql runs when it is",
-                               self.name, _short(err))
+        self.connect_to_db(self.auth)  # an engine only: the database is contacted by on_start
         self.add_endpoints_from_config()
         table = self.sync_children.get(insertion_table_endpoint_name)
         if not isinstance(table, SQLTable):
@@ -190,8 +180,25 @@ class PostgresSensorLogger(AlertConsumer, PostgreSQLInterface):
             raise ConfigError(f"service {self.name!r}: insertion_table_endpoint_name "
                               f"{insertion_table_endpoint_name!r} is not one of its SQLTable endpoints "
                               f"({', '.join(tables) or 'none configured'})")
-        if deduplicate and table.table is not None:  # read already: check it now, not at the first alert
-            self._check_dedupe_table(table)
+
+    def on_start(self) -> None:
+        """Run `setup_sql`, read the tables, check deduplicate's key (the service's start hook).
+
+        A database that cannot be reached yet is a warning: setup_sql then runs when it is.
+        """
+        if self.setup_sql and not self._setup_done:
+            try:
+                self.run_setup_sql(self.setup_sql)
+                self._setup_done = True
+            except sa_exc.SQLAlchemyError as err:
+                if not database_unavailable(err):
+                    raise ConfigError(f"service {self.name!r}: setup_sql failed: {_short(err)}") from None
+                logger.warning("%s: database not reachable yet (%s); setup_sql runs when it is",
+                               self.name, _short(err))
+        super().on_start()  # PostgreSQLInterface reads the tables
+        table = self.sync_children.get(self.insertion_table_endpoint_name)
+        if self.deduplicate and isinstance(table, SQLTable) and table.table is not None:
+            self._check_dedupe_table(table)  # read now: checked at start, not at the first alert
 
     def _check_dedupe_table(self, table: SQLTable) -> None:
         """ConfigError unless the table has a `message_id` column that is its unique key; without
@@ -261,7 +268,7 @@ class PostgresSensorLogger(AlertConsumer, PostgreSQLInterface):
                 finally:
                     left, self._tls.deliveries = self._tls.deliveries, None
                     self._finish_deliveries(left)  # not queued as a row: acknowledge now
-            self._run_on_worker(handle)
+            self.runtime.run_on_worker(handle)
             return
         try:
             table = self._table(None)

@@ -184,7 +184,7 @@ class AlertConsumer(Service):
             for key in self.alert_keys:
                 await conn.bind(queue, exchange, key)
             return
-        self._window.multiple_ok = False  # durable deliveries are acknowledged only once stored
+        self.runtime.window.multiple_ok = False  # durable deliveries are acknowledged only once stored
         self._durable_assembler = ChunkReceiver(
             self._expired_durable, wait_s=self.message_wait_ms / 1000,
             max_message_size=self.core.max_message_size,
@@ -222,7 +222,7 @@ class AlertConsumer(Service):
         acknowledges the durable-queue deliveries of the alert (if any).
         """
         if not deliveries:
-            self._run_on_worker(lambda: self.on_alert_message(msg))
+            self.runtime.run_on_worker(lambda: self.on_alert_message(msg))
             return
 
         def handle() -> None:
@@ -230,7 +230,7 @@ class AlertConsumer(Service):
                 self.on_alert_message(msg)
             finally:
                 self._finish_deliveries(deliveries)
-        self._run_on_worker(handle)
+        self.runtime.run_on_worker(handle)
 
     def _finish_deliveries(self, deliveries: Any) -> None:
         """Mark durable-queue deliveries as handled, from any thread."""
@@ -239,7 +239,7 @@ class AlertConsumer(Service):
         loop = self.loop
         if loop is None or loop.is_closed():
             return  # never acknowledged: the broker delivers them again
-        if self._on_loop_thread():
+        if self.runtime.on_loop_thread():
             self._acks.finish(deliveries)
         else:
             loop.call_soon_threadsafe(self._acks.finish, deliveries)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from dripline.protocol.errors import DriplineError
 from dripline.protocol.throw_reply import ThrowReply
+from dripline.service.context import ServiceContext
 from dripline.service.dispatch import RequestHandler
 from dripline.service.surface import is_plain_data
 
@@ -92,7 +93,7 @@ class Endpoint(RequestHandler):
             logger.debug("%s %r ignores unused keyword arguments: %s", type(self).__name__, name,
                          ", ".join(sorted(kwargs)))
         self.name = name
-        self._service: Any = None
+        self._service: ServiceContext | None = None
         for key, value in (("units", units), ("description", description), ("min", min),
                            ("max", max), ("allowed", allowed)):
             if value is not None:
@@ -144,18 +145,19 @@ class Endpoint(RequestHandler):
     # the owning service -------------------------------------------------------------------
 
     @property
-    def service(self) -> Any:
-        """The Service this endpoint belongs to; DriplineError before it has been attached."""
+    def service(self) -> ServiceContext:
+        """The service this endpoint belongs to, as `ServiceContext` describes what an endpoint
+        may use of it; DriplineError before it has been attached."""
         service = getattr(self, "_service", None)
         if service is None:
             raise DriplineError(f"Endpoint {self.name} is not attached to a service")
         return service
 
     @service.setter
-    def service(self, service: Any) -> None:
+    def service(self, service: ServiceContext) -> None:
         self._service = service
 
-    def _set_service(self, service: Any) -> None:
+    def _set_service(self, service: ServiceContext | None) -> None:
         """Attach (or, with None, detach) the owning service."""
         self._service = service
 

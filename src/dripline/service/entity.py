@@ -35,7 +35,7 @@ import inspect
 import logging
 import math
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from numbers import Real
 from typing import Any
 
@@ -163,7 +163,6 @@ class Entity(Endpoint):
         self._check_field = str(check_field)
         self._calibration = self._checked_calibration(calibration)
         self._log_action_id: int | None = None
-        self._last_log_time: datetime | None = None  # UTC wall clock, for humans
         self._last_log_monotonic: float | None = None  # for elapsed-time decisions
         self._last_log_value: Any = None
         self._wrap_on_set()
@@ -347,7 +346,6 @@ class Entity(Endpoint):
 
     def log_a_value(self, value: Any) -> None:
         """Send `value` as an alert ``<log_routing_key_prefix>.<name>`` through the service."""
-        self._last_log_time = datetime.now(timezone.utc)
         self._last_log_monotonic = time.monotonic()
         routing_key = f"{self._log_routing_key_prefix}.{self.name}"
         self.service.send_alert(routing_key, value)

@@ -8,6 +8,7 @@ False; the default start of a repeating event is "now + interval", evaluated at 
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import itertools
 import logging
@@ -95,8 +96,9 @@ class Scheduler:
                 self._loop.call_soon_threadsafe(handle.cancel)
         return True
 
-    def scheduled_ids(self) -> list[int]:
-        return sorted(self._events)
+    def jobs(self) -> dict[int, tuple[Callable[[], Any], float | None]]:
+        """What is scheduled: {id: (action, interval in seconds, or None for a one-off)}."""
+        return {i: (e.action, e.interval) for i, e in sorted(self._events.items())}
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -153,4 +155,5 @@ class Scheduler:
         if self._runner is None:
             guarded()
         else:
-            self._runner(guarded)
+            # `__wrapped__` is the action: a service's runner picks the lane of the action's owner
+            self._runner(functools.update_wrapper(guarded, action))

@@ -15,6 +15,14 @@ a plugin, dripline itself, or given as a class object)::
 Fixtures talk to a real broker (DRIPLINE_TEST_BROKER / DRIPLINE_TEST_PORT, default localhost:5672)
 because a mocked broker hides exactly the failures that matter. Services run in a background
 thread and are stopped (queue deleted) after the test.
+
+Without a broker, `memory_service` / `memory_endpoint` / `MemoryMesh` (`dripline.testing.memory`)
+build the same objects from the same configuration and answer requests through the real dispatch
+table and codec, in memory: for what an endpoint answers, not for how the broker carries it::
+
+    def test_peaches_in_memory():
+        with memory_endpoint("KeyValueStore", initial_value=0.75) as peaches:
+            assert peaches.get() == {"value_raw": 0.75}
 """
 from __future__ import annotations
 
@@ -27,7 +35,13 @@ from typing import Any, Iterator
 
 import pytest
 
-__all__ = ["EndpointHandle", "ServiceRunner", "run_service", "test_mesh", "unique_name"]
+from dripline.testing.memory import (Alert, MemoryChannel, MemoryEndpoint, MemoryMesh,
+                                     MemoryService, memory_endpoint, memory_service)
+
+__all__ = ["Alert", "EndpointHandle", "MemoryChannel", "MemoryEndpoint", "MemoryMesh",
+           "MemoryService",
+           "ServiceRunner", "memory_endpoint", "memory_service", "run_service", "test_mesh",
+           "unique_name"]
 
 
 def test_mesh() -> dict:
@@ -37,7 +51,7 @@ def test_mesh() -> dict:
             "max_connection_attempts": 3}
 
 
-test_mesh.__test__ = False  # not a test function
+setattr(test_mesh, "__test__", False)  # not a test function (pytest reads it)
 
 
 def unique_name(prefix: str = "svc") -> str:

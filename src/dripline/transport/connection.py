@@ -855,13 +855,6 @@ class Connection:
                          what=f"bind the queue '{queue.name}' to the exchange '{exchange}' with the "
                               f"key '{rk}'")
 
-    async def unbind(self, queue: Queue, exchange: str, key: str) -> None:
-        await self._ensure_ready()
-        await self._call(self._channel.queue_unbind, queue=queue.name, exchange=exchange, routing_key=key,
-                         what=f"unbind the key '{key}' of the queue '{queue.name}'")
-        if (exchange, key) in queue.bindings:
-            queue.bindings.remove((exchange, key))
-
     async def consume(self, queue: Queue, callback: MessageCallback, *, no_ack: bool = True,
                       prefetch: int = 0) -> None:
         """Deliver every message of `queue` to callback(routing_key, body, properties, ack).
@@ -1069,9 +1062,6 @@ class Connection:
         for fut in waiters.values():
             if not fut.done():
                 fut.set_exception(err)
-
-    async def wait_ready(self, timeout: float | None = None) -> None:
-        await asyncio.wait_for(self._ready.wait(), timeout)
 
 
 # ---------------------------------------------------------------------------------------------
