@@ -210,7 +210,8 @@ class Child:
 def start_gateway(args: argparse.Namespace, tmp: Path, words: list[str] | None = None) -> Child:
     config = tmp / "gateway.yaml"
     config.write_text(json.dumps({"dripline_mesh": _mesh(args), "http_port": 0,
-                                  "max_inflight": 256, "ping_interval_s": 30}))
+                                  "max_inflight": 256, "ping_interval_s": 30,
+                                  "services": ["bench_http_*"]}))  # leave other services alone
     log = tmp / "gateway.log"
     child = Child([sys.executable, "-m", "dripline.cli.http_server", "-c", str(config), *(words or [])],
                   stderr_file=log)

@@ -91,7 +91,7 @@ class GatewayProcess:
     """One dl-http-server process; `call` sends one HTTP request to it."""
 
     def __init__(self, tmp: Path, users: bool = True, words: list[str] | None = None,
-                 web_root: Path | None = None) -> None:
+                 web_root: Path | None = None, services: str = "websvc_*") -> None:
         global _HASH
         self.token, digest = new_token()
         if _HASH is None:
@@ -103,7 +103,10 @@ class GatewayProcess:
         self.auth_file = tmp / "auth.json"
         self.auth_file.write_text(json.dumps(auth))
         config: dict[str, Any] = {"dripline_mesh": test_mesh(), "http_port": 0,
-                                  "ping_interval_s": 2, "heartbeat_late_s": 3, "heartbeat_gone_s": 6}
+                                  "ping_interval_s": 2, "heartbeat_late_s": 3, "heartbeat_gone_s": 6,
+                                  # only this module's services: the page reads the values of what it
+                                  # shows, and other engineers' tests share the broker
+                                  "services": [services]}
         if web_root is not None:
             config["web_root"] = str(web_root)
         self.config_file = tmp / "gateway.yaml"

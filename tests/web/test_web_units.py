@@ -195,3 +195,16 @@ async def test_hostile_alert_names_and_huge_payloads_are_bounded():
     watcher._on_alert(alert("sensor_value.big", {"value_raw": "y" * 100000}))
     shown = watcher.endpoints["big"].value
     assert isinstance(shown, str) and len(shown) <= 2001
+
+
+def test_only_the_watched_services_are_shown_and_read():
+    dl = FakeInterface(lambda r: (0, None))
+    watcher = MeshWatcher(dl, services=["cryo_*"])  # type: ignore[arg-type]
+    watcher._on_alert(alert("heartbeat.other_svc", None, sender="other_svc"))
+    watcher._on_alert(alert("sensor_value.other_ep", 1, sender="other_svc"))
+    watcher._on_alert(alert("heartbeat.cryo_svc", None, sender="cryo_svc"))
+    watcher._on_alert(alert("sensor_value.cryo_temp", 4.2, sender="cryo_svc"))
+    watcher._on_alert(alert("status_message.other_svc.warning", "still in the stream", sender="other_svc"))
+    assert set(watcher.services) == {"cryo_svc"} and set(watcher.endpoints) == {"cryo_temp"}
+    assert orjson.loads(watcher.recent[-1])["p"] == "still in the stream"
+    assert dl.asked == []  # nothing was asked of any service before start()

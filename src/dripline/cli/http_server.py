@@ -11,7 +11,8 @@ Configuration keys (file, key=value words or options): the reference's ``http_ho
 ``web_root`` (files served under /web/; none by default), ``dripline_mesh``, ``auth_file``; and
 ``timeout``, ``max_inflight``, ``max_body_bytes``, ``max_pages``, ``alert_keys``,
 ``history_points``, ``heartbeat_late_s``, ``heartbeat_gone_s``, ``ping_interval_s``,
-``allowed_hosts`` (the names the server answers to; by default only loopback names while it
+``services`` (shell patterns of the services the page shows, described and read; default
+``*``), ``allowed_hosts`` (the names the server answers to; by default only loopback names while it
 listens on a loopback address, against DNS rebinding).
 
 Logins for sets and cmds come from the ``http`` group of the auth file (see dripline.web.auth).
@@ -100,6 +101,12 @@ def build_settings(config: dict) -> Any:
         if not isinstance(keys, list) or not keys or not all(isinstance(k, str) and k for k in keys):
             raise ValueError("alert_keys must be a binding key or a list of them, e.g. ['#']")
         settings.alert_keys = list(keys)
+    services = config.get("services")
+    if services is not None:
+        services = [services] if isinstance(services, str) else services
+        if not isinstance(services, list) or not services or not all(isinstance(p, str) and p for p in services):
+            raise ValueError("services must be a shell pattern of service names or a list of them, e.g. ['cryo_*']")
+        settings.services = list(services)
     hosts = config.get("allowed_hosts")
     if hosts is not None:
         hosts = [hosts] if isinstance(hosts, str) else hosts

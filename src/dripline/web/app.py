@@ -76,6 +76,7 @@ class GatewaySettings:
     max_pages: int = 50                   # live pages (event streams) open at once
     push_interval_s: float = 0.02         # at most one event batch per page this often
     alert_keys: list[str] = field(default_factory=lambda: ["#"])
+    services: list[str] = field(default_factory=lambda: ["*"])  # shell patterns of the services shown
     history_points: int = 300
     recent_alerts: int = 300
     heartbeat_late_s: float = 120.0
@@ -134,7 +135,8 @@ class Gateway:
                                    recent_alerts=settings.recent_alerts,
                                    late_s=settings.heartbeat_late_s, gone_s=settings.heartbeat_gone_s,
                                    ping_interval_s=settings.ping_interval_s,
-                                   request_timeout_s=min(settings.timeout, 5.0))
+                                   request_timeout_s=min(settings.timeout, 5.0),
+                                   services=settings.services)
         self.inflight = 0
         self.pages = 0
         self.busy_refusals = 0

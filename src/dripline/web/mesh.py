@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import fnmatch
 import logging
 import math
 import re
@@ -203,9 +204,12 @@ class MeshWatcher:
                  history_points: int = DEFAULT_HISTORY_POINTS, recent_alerts: int = DEFAULT_RECENT_ALERTS,
                  late_s: float = 120.0, gone_s: float = 300.0, ping_interval_s: float = 30.0,
                  request_timeout_s: float = 5.0, max_events_per_page: int = 50000,
-                 mesh_requests: int = 4) -> None:
+                 mesh_requests: int = 4, services: Iterable[str] = ("*",)) -> None:
         self.dl = dl
         self.alert_keys = [str(k) for k in alert_keys]
+        # which services the page shows (shell patterns): those are described and read; the
+        # others are left alone (their alerts still reach the alert stream)
+        self.service_patterns = [str(p) for p in services] or ["*"]
         self.history_points = max(2, int(history_points))
         self.late_s = float(late_s)
         self.gone_s = float(gone_s)
@@ -320,7 +324,7 @@ class MeshWatcher:
             if first == self._heartbeat_prefix:
                 name = rest.split(".", 1)[0] or sender
                 self.heartbeat(name)
-            elif first == "sensor_value" and rest:
+            elif first == "sensor_value" and rest and (sender is None or self.watches(sender)):
                 self.note_value(rest, msg.payload, "alert", service=sender, timestamp=msg.timestamp)
             else:
                 event = {"t": "alert", "rk": key, "p": _bounded(msg.payload), "ts": msg.timestamp,
@@ -368,9 +372,14 @@ class MeshWatcher:
                     "x": number if source == "alert" else None, "s": endpoint.service})
 
     # ------------------------------------------------------------------ state
+    def watches(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, p) for p in self.service_patterns)
+
     def _service(self, name: str) -> _Service | None:
         service = self.services.get(name)
         if service is None:
+            if not self.watches(name):
+                return None
             if len(self.services) >= MAX_SERVICES:
                 self._warn_capped()
                 return None
