@@ -199,7 +199,8 @@ class Core:
         or the broker refused the publish), TimeoutError_ (no reply within timeout_s; None or 0
         waits forever), DriplineError 402 (a malformed reply) or ConnectionError_ (the broker
         was lost meanwhile). A future, not a coroutine: a blocked thread (the bridge) waits on it
-        without a task. Cancelling the future forgets the request.
+        without a task. Cancelling the future abandons the request: a late reply is dropped, and
+        the tracker forgets it at once (no deadline) or at its deadline.
         """
         if self.make_connection and (self.connection is None or not self.connection.is_open):
             raise ConnectionError_(f"not connected to the broker at {self.address}:{self.port}; "
