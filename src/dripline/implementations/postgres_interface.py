@@ -43,7 +43,7 @@ import decimal
 import logging
 import re
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -184,10 +184,17 @@ class PostgreSQLInterface:
                 logger.warning("SQLTable %s: the database is not reachable yet (%s); the table is "
                                "read on first use", endpoint.name, _short(err))
 
+    def require_engine(self) -> sa.Engine:
+        """The engine; ConfigError when connect_to_db was not called."""
+        if self.engine is None:
+            raise ConfigError(f"{getattr(self, 'name', type(self).__name__)}: no database "
+                              "connection (connect_to_db was not called)")
+        return self.engine
+
     def run_setup_sql(self, sql: str) -> None:
         """Run `sql` (statements separated by ';') in one transaction, e.g. CREATE TABLE IF NOT EXISTS."""
         statements = [s.strip() for s in sql.split(";") if s.strip()]
-        with self.engine.begin() as conn:
+        with self.require_engine().begin() as conn:
             for statement in statements:
                 conn.exec_driver_sql(statement)
 
@@ -494,7 +501,7 @@ class SQLTable(Endpoint):
             return 0
         return [c.name for c in table.columns].index(column)
 
-    def _raise_for(self, err: sa_exc.SQLAlchemyError, action: str) -> None:
+    def _raise_for(self, err: sa_exc.SQLAlchemyError, action: str) -> NoReturn:
         if isinstance(err, sa_exc.NoSuchTableError):
             raise ThrowReply(_INVALID_VALUE, f"SQLTable {self.name}: table {self.qualified_name} "
                              "does not exist") from None

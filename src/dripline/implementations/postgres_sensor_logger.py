@@ -471,7 +471,7 @@ class PostgresSensorLogger(AlertConsumer, PostgreSQLInterface):
 
     def _connection(self) -> Any:
         if self._db_conn is None:
-            conn = self.engine.connect()
+            conn = self.require_engine().connect()
             if self.setup_sql and not self._setup_done:
                 with conn.begin():
                     for statement in (s.strip() for s in self.setup_sql.split(";")):
@@ -576,7 +576,7 @@ class PostgresSensorLogger(AlertConsumer, PostgreSQLInterface):
 
     def on_get(self) -> dict[str, Any]:
         """The logger's counters: alerts received, stored, skipped, dropped, and waiting."""
-        status = dict(self.counters)
+        status: dict[str, Any] = dict(self.counters)
         status["waiting"] = len(self._buffer) + self._in_flight
         status["database"] = self._db_state
         return status
