@@ -43,10 +43,16 @@ def test_requests_latency_and_connection_are_counted(tmp_path) -> None:
             for _ in range(3):
                 dl.get(ep)
             dl.set(ep, 2)
+            svc.metrics.interval_s = 0.1
             with pytest.raises(DriplineError) as info:
                 dl.get(ep, specifier="no_such_setting")
             code = str(info.value.return_code)
+        deadline = time.monotonic() + 30  # the queue is looked at every interval_s
         samples = scrape(svc.metrics.port)
+        while value(samples, "dripline_queue_messages", service=name, queue=name) is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+            samples = scrape(svc.metrics.port)
     finally:
         runner.stop()
     assert value(samples, "dripline_requests_total", service=name, endpoint=ep, operation="get",
@@ -59,6 +65,7 @@ def test_requests_latency_and_connection_are_counted(tmp_path) -> None:
     assert value(samples, "dripline_broker_connected", service=name) == 1
     assert value(samples, "dripline_broker_reconnects_total", service=name) == 0
     assert value(samples, "dripline_publishes_refused_total", service=name) == 0
+    assert value(samples, "dripline_queue_messages", service=name, queue=name) == 0
 
 
 def test_logger_counts_alerts_stored_held_and_its_queue(tmp_path) -> None:

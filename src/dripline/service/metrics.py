@@ -130,7 +130,12 @@ class ServiceMetrics:
 
     # ---------------------------------------------------------------- queue depth
     def queue_names(self) -> list[str]:
-        names = [q.name for q in getattr(self.service, "_queues", []) if getattr(q, "name", "")]
+        """The service's own queues (its name, async children) and its durable alert queue."""
+        topology = getattr(getattr(self.service, "runtime", None), "topology", None)
+        queues = getattr(topology, "queues", None)
+        if queues is None:  # a service without the runtime split keeps them itself
+            queues = getattr(self.service, "_queues", [])
+        names = [q.name for q in queues if getattr(q, "name", "")]
         durable = getattr(self.service, "durable_queue_name", None)
         if durable and durable not in names:
             names.append(durable)
