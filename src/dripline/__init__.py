@@ -35,12 +35,13 @@ def __getattr__(name: str) -> Any:
     if name in ("__version__", "version"):
         value = globals()["__version__"] = globals()["version"] = _read_version()
         return value
-    # `import dripline; dripline.extensions.jitter` works as in the reference (discovery on demand)
+    # `import dripline; dripline.extensions.jitter` works as in the reference (discovery on demand).
+    # Imported by name: every layer imports this root package (for __version__), and only this
+    # reference-era attribute needs the assembly layer, so `import dripline` must not depend on it.
     if name == "extensions":
         import importlib
         extensions = importlib.import_module("dripline.extensions")
-        from dripline.assembly import plugins
-        plugins.discover()
+        importlib.import_module("dripline.assembly.plugins").discover()
         return extensions
     if name in ("core", "implementations"):  # reference code uses them after `import dripline`
         import importlib

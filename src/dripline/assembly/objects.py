@@ -68,7 +68,7 @@ def load_module_path(path: str, base_dir: str | None = None) -> Any:
 
 def _plugins() -> Any:
     try:
-        from dripline import plugins
+        from dripline.assembly import plugins
     except ImportError:  # pragma: no cover - plugin discovery not available
         return None
     return plugins
