@@ -188,3 +188,16 @@ def test_tutorial_keyword_excerpt_is_what_dl_serve_prints(capsys: pytest.Capture
     printed = capsys.readouterr().out.splitlines()
     for line in block.group(1).splitlines():
         assert line in printed, f"tutorial line not printed by dl-serve --list: {line!r}"
+
+
+def test_the_in_memory_examples_of_the_testing_guide_pass(tmp_path: Path) -> None:
+    """The in-memory harness examples of howto/testing.md run green as written (no broker)."""
+    text = (DOCS / "howto" / "testing.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "memory_" in b]
+    assert blocks, "no in-memory example in the testing guide"
+    (tmp_path / "test_memory_guide.py").write_text("\n\n".join(blocks), encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             str(tmp_path / "test_memory_guide.py")],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert re.search(r"\b2 passed\b", result.stdout)
