@@ -13,8 +13,9 @@ simulated instrument), an example service YAML, a Dockerfile and a README. By de
 folders); ``--namespace`` writes the reference's ``dripline/extensions/<name>/`` layout instead,
 which the reference implementation can load too.
 
-Exit status: 0 on success; 1 when `list` found problems (broken plugins, ambiguous names) or
-`new` cannot write its files; 2 for a usage error (bad name, target folder not empty).
+Exit status: 0 on success (also when the reader of `list` goes away, as with `| head`); 1 when
+`list` found problems (broken plugins, ambiguous names) or `new` cannot write its files; 2 for a
+usage error (bad plugin or class name, unknown --base, target folder not empty).
 """
 from __future__ import annotations
 
