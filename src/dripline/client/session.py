@@ -203,7 +203,9 @@ class Core:
         the tracker forgets it at once (no deadline) or at its deadline.
         """
         if self.make_connection and (self.connection is None or not self.connection.is_open):
-            raise ConnectionError_(f"not connected to the broker at {self.address}:{self.port}; "
+            where = (self.connection.describe_addresses() if self.connection is not None
+                     else f"{self.address}:{self.port}")
+            raise ConnectionError_(f"not connected to the broker at {where}; "
                                    f"request to '{msg.routing_key}' not sent")
         loop = self.loop
         if loop is None:
