@@ -230,10 +230,13 @@ async def run_client(args: argparse.Namespace) -> dict:
         else:
             answered.event()
 
+    first_at: list[float] = []
+
     async def requests() -> None:
         nonlocal sent
         period = 1.0 / args.rate
         next_at = time.monotonic()
+        first_at.append(next_at)
         while not stop.is_set():
             if len(in_flight) < 4 * args.rate:  # bounded: at most 4 s worth in flight
                 task = asyncio.ensure_future(one_request())
@@ -279,7 +282,9 @@ async def run_client(args: argparse.Namespace) -> dict:
         await asyncio.wait(set(in_flight), timeout=REQUEST_TIMEOUT_S + 1)
     await supervisor
     await dl.close()
+    seconds = time.monotonic() - first_at[0] if first_at else 0.0
     return {"sent": sent, "answered": answered.count, "failed": failed, "examples": examples,
+            "rate": sent / seconds if seconds else 0.0,
             "longest_gap_s": answered.longest, "longest_down_s": watch.result(),
             "alerts_confirmed": confirmed, "alert_attempts": attempts,
             "reconnects": core.connection.reconnects if core.connection else 0}
@@ -432,7 +437,8 @@ def run_phase(name: str, cluster: Any, args: argparse.Namespace, folder: Path,
     client = results["client"]
     return {
         "phase": name, "seconds": round(time.monotonic() - started, 1),
-        "requests": {"sent": client["sent"], "answered": client["answered"],
+        "requests": {"sent": client["sent"], "rate": round(client["rate"], 1),
+                     "answered": client["answered"],
                      "failed": sum(client["failed"].values()), "failed_by_kind": client["failed"],
                      "first_error_by_kind": client["examples"]},
         "longest_gap_s": {role: round(results[role]["longest_gap_s"], 3) for role in results},
@@ -480,6 +486,7 @@ def print_table(phases: list[dict], args: argparse.Namespace) -> None:
     names = [p["phase"] for p in phases]
     width = max(14, *(len(n) for n in names))
     rows = [("requests sent", lambda p: p["requests"]["sent"]),
+            ("  per second", lambda p: p["requests"]["rate"]),
             ("answered", lambda p: p["requests"]["answered"]),
             ("failed", lambda p: p["requests"]["failed"]),
             *[(f"  {kind}", lambda p, kind=kind: p["requests"]["failed_by_kind"].get(kind, 0))
