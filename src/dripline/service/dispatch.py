@@ -441,7 +441,9 @@ class RequestHandler:
             key = uuid.uuid4()
         self._lockout_key = key
         self._lockout_tag = request.sender_info
-        logger.info("%s locked with key %s", self._handler_label(), key)
+        # the key is a credential (whoever holds it may set and cmd): it goes to the locker only
+        who = (request.sender_info or {}).get("service_name") if isinstance(request.sender_info, Mapping) else None
+        logger.info("%s locked by %s", self._handler_label(), who or "a client")
         return self._reply(request, _SUCCESS, "Server is now locked", {"key": str(key)})
 
     def _unlock(self, request: MsgRequest) -> MsgReply:
