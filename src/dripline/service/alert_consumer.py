@@ -111,6 +111,12 @@ class AlertConsumer(Service):
     def __init__(self, alert_keys: list[str] | str | None = None, alert_key_parser_re: str = "",
                  durable_queue: bool | str = False, durable_prefetch: int = DEFAULT_DURABLE_PREFETCH,
                  queue_type: str | None = None, **kwargs: Any) -> None:
+        """
+        Args:
+            queue_type: type of the durable alert queue: ``quorum`` (replicated on the nodes of a
+                RabbitMQ cluster, so waiting alerts survive the loss of a node) or ``classic``;
+                unset, the broker's default (classic on RabbitMQ 3.x). Needs ``durable_queue``.
+        """
         Service.__init__(self, **kwargs)
         if alert_keys is None:
             alert_keys = ["#"]
