@@ -554,6 +554,16 @@ def test_lock_with_given_key_and_forced_unlock():
     assert set_(ep, "value", [1]).return_code == 0
 
 
+def test_lockout_key_never_reaches_the_log(caplog):
+    ep = Device()
+    key = uuid.uuid4()
+    with caplog.at_level(logging.DEBUG):
+        assert cmd(ep, "lock", key=key).return_code == 0
+        assert cmd(ep, "unlock", key=key).return_code == 0
+    assert "locked by" in caplog.text
+    assert str(key) not in caplog.text and key.hex not in caplog.text
+
+
 def test_only_first_token_selects_builtin():
     ep = Device()
     assert cmd(ep, "lock.anything").return_message == "Server is now locked"
