@@ -6,8 +6,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 from dripline.client import identity
 from dripline.client.identity import SenderIdentity, process_identity, sender_info_for
 from dripline.protocol.version import PROTOCOL_VERSION
