@@ -147,6 +147,78 @@ def test_service_client_and_monitor_survive_the_loss_of_their_node(all_nodes_up:
         runner.stop()
 
 
+class FrozenHost:
+    """A loopback TCP forwarder to a node; `freeze()` stops every byte without closing anything:
+    what a client sees when the broker's host loses power or its network."""
+
+    def __init__(self, target_port: int) -> None:
+        import asyncio
+        self.target_port = target_port
+        self.port = 0
+        self.frozen = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._writers: list[Any] = []
+        threading.Thread(target=self._loop.run_forever, daemon=True).start()
+        asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(10)
+
+    async def _listen(self) -> None:
+        import asyncio
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def _pipe(self, reader: Any, writer: Any) -> None:
+        import asyncio
+        try:
+            while data := await reader.read(65536):
+                while self.frozen.is_set():
+                    await asyncio.sleep(0.05)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+
+    async def _handle(self, reader: Any, writer: Any) -> None:
+        import asyncio
+        if self.frozen.is_set():
+            return  # accepted, never answered, never closed
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers += [writer, up_writer]
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    def close(self) -> None:
+        import asyncio
+
+        async def stop() -> None:
+            self._server.close()
+            for writer in self._writers:
+                writer.transport.abort()
+        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+def test_a_vanished_broker_host_is_noticed_by_heartbeats(all_nodes_up: RabbitCluster) -> None:
+    """No reset arrives from a host that is gone: broker_heartbeat_s bounds how long a service
+    keeps waiting on it before it moves to another node (its exclusive queue on the lost node is
+    released when the broker, too, misses the heartbeats)."""
+    cluster = all_nodes_up
+    host = FrozenHost(cluster[0].port)
+    svc_name, ep = name("svc"), name("apples")
+    mesh = {"broker": [f"127.0.0.1:{host.port}", *cluster.addresses[1:]], "broker_heartbeat_s": 2}
+    service = Service(svc_name, dripline_mesh=mesh, heartbeat_interval_s=0,
+                      endpoints=[{"name": ep, "module": "KeyValueStore", "initial_value": 3}])
+    runner = ServiceRunner(service).start()
+    try:
+        assert node_port(service) == host.port
+        with Interface(dripline_mesh=mesh_for(cluster, 1), timeout_s=2) as dl:
+            assert dl.get(ep)["value_raw"] == 3
+            host.frozen.set()
+            eventually(lambda: dl.get(ep)["value_raw"] == 3, what="the service answering again")
+            assert node_port(service) in (cluster[1].port, cluster[2].port)
+    finally:
+        runner.stop()
+        host.close()
+
+
 # ------------------------------------------------------------------------------------------------
 # loggers on a quorum queue
 

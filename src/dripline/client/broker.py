@@ -11,7 +11,11 @@ from typing import Any, Mapping
 from dripline.settings.mesh import broker_nodes, tls_settings
 from dripline.transport.connection import BrokerAddress, Connection, TLSOptions
 
-__all__ = ["broker_addresses", "connection_for_mesh"]
+__all__ = ["broker_addresses", "connection_for_mesh", "DEFAULT_HEARTBEAT_S"]
+
+#: AMQP heartbeat interval unless ``broker_heartbeat_s`` says otherwise (pika's client value wins
+#: over the broker's proposal, so this is the interval in force)
+DEFAULT_HEARTBEAT_S = 60
 
 
 def broker_addresses(mesh: Mapping[str, Any], username: str, password: str,
@@ -26,9 +30,15 @@ def broker_addresses(mesh: Mapping[str, Any], username: str, password: str,
 
 def connection_for_mesh(mesh: Mapping[str, Any], auth: Any, *, name: str,
                         max_connection_attempts: int | None = None) -> Connection:
-    """A (not yet opened) Connection to the nodes of `mesh`, as the ``dripline`` user of `auth`."""
+    """A (not yet opened) Connection to the nodes of `mesh`, as the ``dripline`` user of `auth`.
+
+    ``broker_heartbeat_s`` (default 60) sets the AMQP heartbeat: how soon a broker host that
+    vanished without closing the connection (power, network) is noticed.
+    """
     addresses = broker_addresses(mesh, auth.get("dripline", "username"),
                                  auth.get("dripline", "password"))
     attempts = max_connection_attempts if max_connection_attempts is not None else \
         int(mesh.get("max_connection_attempts") or 10)
-    return Connection(addresses, max_connection_attempts=attempts, name=name)
+    heartbeat = mesh.get("broker_heartbeat_s")
+    return Connection(addresses, max_connection_attempts=attempts, name=name,
+                      heartbeat_s=DEFAULT_HEARTBEAT_S if heartbeat is None else int(heartbeat))

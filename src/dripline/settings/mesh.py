@@ -41,9 +41,14 @@ _LIMIT_MESH_KEYS = ("max_message_size", "max_pending_bytes")
 TLS_MESH_KEYS = ("broker_tls", "tls_ca_file", "tls_cert_file", "tls_key_file", "tls_verify",
                  "tls_server_hostname")
 
+# Seconds between AMQP heartbeats (default 60, 0: none): a broker host that vanishes without
+# closing the connection is noticed after about two of them, and the next node is tried.
+_HEARTBEAT_MESH_KEYS = ("broker_heartbeat_s",)
+
 #: Every key accepted inside ``dripline_mesh``.
 MESH_KEYS: tuple[str, ...] = (*MESH_DEFAULTS, "make_connection", "return_codes",
-                              *_TOLERATED_MESH_KEYS, *_LIMIT_MESH_KEYS, *TLS_MESH_KEYS)
+                              *_TOLERATED_MESH_KEYS, *_LIMIT_MESH_KEYS, *TLS_MESH_KEYS,
+                              *_HEARTBEAT_MESH_KEYS)
 
 MESH_FILE_NAME = ".dripline_mesh.yaml"
 
@@ -56,7 +61,7 @@ _MESH_TYPES: dict[str, str] = {
     "loop_timeout_ms": "number", "message_wait_ms": "number", "heartbeat_interval_s": "number",
     "max_message_size": "positive", "max_pending_bytes": "positive",
     "broker_tls": "bool", "tls_verify": "bool", "tls_ca_file": "str", "tls_cert_file": "str",
-    "tls_key_file": "str", "tls_server_hostname": "str",
+    "tls_key_file": "str", "tls_server_hostname": "str", "broker_heartbeat_s": "count",
 }
 
 
