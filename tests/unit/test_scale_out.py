@@ -258,3 +258,14 @@ def test_queue_type_is_checked_and_needs_a_durable_queue():
     with pytest.raises(ConfigError) as info:
         AlertConsumer(name="c", make_connection=False, queue_type="quorum")
     assert "durable_queue" in info.value.message
+
+
+def test_broker_heartbeat_reaches_the_connection(tmp_path):
+    from dripline.client.broker import DEFAULT_HEARTBEAT_S, connection_for_mesh
+    from dripline.settings.auth import build_authentication
+    auth = build_authentication()
+    fast = connection_for_mesh(mesh_config({"broker_heartbeat_s": "5"}, home=tmp_path), auth, name="t")
+    default = connection_for_mesh(mesh_config({}, home=tmp_path), auth, name="t")
+    assert (fast.heartbeat_s, default.heartbeat_s) == (5, DEFAULT_HEARTBEAT_S)
+    with pytest.raises(ConfigError):
+        mesh_config({"broker_heartbeat_s": -1}, home=tmp_path)
