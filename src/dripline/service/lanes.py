@@ -26,6 +26,7 @@ import weakref
 from concurrent.futures import Executor, Future
 from typing import Any, Callable
 
+from dripline.transport.bridge import call_in_thread
 from dripline.transport.ratelimit import LimitedLog
 
 __all__ = ["LANE_POLICIES", "Lanes", "Worker"]
@@ -82,17 +83,9 @@ class Worker(Executor):
 
     def call(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any], args: tuple,
              done: Callable[[Any, BaseException | None], None]) -> None:
-        """Run fn(*args) on the worker, then done(result, error) on `loop`."""
-        def item() -> None:
-            try:
-                result, error = fn(*args), None
-            except BaseException as err:  # reported to `done`, as a future would carry it
-                result, error = None, err
-            try:
-                loop.call_soon_threadsafe(done, result, error)
-            except RuntimeError:  # the loop was closed meanwhile (service stopped)
-                logger.debug("worker result dropped: the event loop is closed")
-        self.post(item)
+        """Run fn(*args) on the worker, then done(result, error) on `loop` (the package's one
+        loop<->thread bridge, its loop-to-thread direction)."""
+        call_in_thread(self.post, loop, fn, args, done)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         item = _FutureTask(fn, args, kwargs)

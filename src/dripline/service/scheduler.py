@@ -16,6 +16,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
+from dripline.transport.bridge import block_on
+
 __all__ = ["Scheduler", "MIN_INTERVAL_S"]
 
 logger = logging.getLogger(__name__)
@@ -147,9 +149,9 @@ class Scheduler:
                     except RuntimeError:
                         running = None
                     if running is loop:
-                        loop.create_task(result)
+                        asyncio.ensure_future(result, loop=loop)
                     else:
-                        asyncio.run_coroutine_threadsafe(result, loop).result()
+                        block_on(loop, result)  # the package's one loop<->thread bridge
             except Exception:
                 logger.exception("scheduled action %r failed; it stays scheduled", action)
         if self._runner is None:
