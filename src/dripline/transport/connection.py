@@ -484,9 +484,10 @@ class Connection:
                 # INFO, not WARNING: the final error says what happened; a one-shot command
                 # should print one line, not one per back-off round (-v shows them)
                 if delay:
+                    of = "" if not attempts else f"/{attempts}" if nodes == 1 else \
+                        f" (round {rounds}/{attempts})"
                     logger.info("connection attempt %d%s to %s failed (%s); retrying in %.1f s",
-                                n, f" (round {rounds}/{attempts})" if attempts else "", address,
-                                err.message, delay)
+                                n, of, address, err.message, delay)
                     await asyncio.sleep(delay)
                 else:
                     logger.info("connection attempt %d to %s failed (%s); trying %s", n, address,
