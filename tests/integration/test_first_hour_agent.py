@@ -42,7 +42,7 @@ def test_a_host_name_that_does_not_resolve_fails_at_the_first_attempt():
 
 def test_quiet_and_verbose_change_the_log_lines_not_the_report():
     loud = dl("agent", "get", "x", "-p", "1", "-t", "1", "-v")
-    assert "connection attempt 1/10" in loud.stderr and "retrying" in loud.stderr
+    assert "connection attempt 1" in loud.stderr and "retrying" in loud.stderr
     quiet = dl("agent", "get", "x", "-p", "1", "-t", "1", "-q")
     assert quiet.returncode == loud.returncode == 1
     assert quiet.stderr.splitlines() == [loud.stderr.splitlines()[-1]]  # the report stays
