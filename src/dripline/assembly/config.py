@@ -129,18 +129,18 @@ def merge(base: Any, over: Any) -> Any:
     command line deliberately clears a key).
     """
     if isinstance(base, dict) and isinstance(over, dict):
-        result = copy.deepcopy(base)
+        merged = copy.deepcopy(base)
         for key, value in over.items():
-            result[key] = merge(result[key], value) if key in result else copy.deepcopy(value)
-        return result
+            merged[key] = merge(merged[key], value) if key in merged else copy.deepcopy(value)
+        return merged
     if isinstance(base, list) and isinstance(over, list):
-        result = copy.deepcopy(base)
+        items = copy.deepcopy(base)
         for i, value in enumerate(over):
-            if i >= len(result):
-                result.append(copy.deepcopy(value))
+            if i >= len(items):
+                items.append(copy.deepcopy(value))
             elif value is not None:
-                result[i] = merge(result[i], value)
-        return result
+                items[i] = merge(items[i], value)
+        return items
     return copy.deepcopy(over)
 
 

@@ -253,7 +253,7 @@ def _editable_mappings() -> Iterator[tuple[str, str, str]]:
     for finder in list(sys.meta_path):
         module = sys.modules.get(getattr(finder, "__module__", None) or "")
         mapping = getattr(module, "MAPPING", None)
-        if not isinstance(mapping, dict):
+        if module is None or not isinstance(mapping, dict):
             continue
         for key, path in list(mapping.items()):
             if not isinstance(key, str) or not isinstance(path, str):
@@ -302,7 +302,7 @@ def _discover_namespace(out: list[Plugin]) -> None:
 
 def _load_namespace_plugin(plugin: Plugin, ext: Any) -> None:
     try:
-        module = importlib.import_module(plugin.module_name)
+        module = importlib.import_module(plugin.module_name or _PREFIX + plugin.name)
     except BaseException as err:  # noqa: BLE001 - a plugin must not take the process down
         if isinstance(err, KeyboardInterrupt):
             raise
@@ -331,8 +331,8 @@ def _origin(err: BaseException, plugin: Plugin) -> str | None:
     if isinstance(err, SyntaxError) and err.filename:
         return f"{err.filename}:{err.lineno}"
     import traceback
-    frames = traceback.extract_tb(err.__traceback__)
-    frames = [f for f in frames if "importlib" not in f.filename and "<frozen" not in f.filename]
+    frames = [f for f in traceback.extract_tb(err.__traceback__)
+              if "importlib" not in f.filename and "<frozen" not in f.filename]
     if not frames:
         return None
     root = plugin.location or ""
@@ -656,8 +656,9 @@ def _builtin_classes(problems_out: list[Problem]) -> list[ClassInfo]:
             except Exception as err:  # a built-in module still being written, say
                 logger.debug("built-in %s.%s not available: %s", space, name, err)
                 continue
-            if isinstance(obj, type) and _kind(obj):
-                out.append(ClassInfo(name, _kind(obj), space, "dripline", dripline.__version__,
+            kind = _kind(obj) if isinstance(obj, type) else None
+            if kind:
+                out.append(ClassInfo(name, kind, space, "dripline", dripline.__version__,
                                      f"{obj.__module__}.{obj.__qualname__}", obj))
     return out
 
@@ -715,10 +716,10 @@ def available_classes() -> tuple[list[ClassInfo], list[Problem]]:
             found_problems.append(Problem(
                 "shadowed built-in", f"{name}: {_label(entries[0][0], entries[0][1])} is used "
                 f"instead of dripline's built-in {builtin.qualname} (plugins come first)"))
-        for plugin, cls, _ in entries:
+        for owner, cls, _ in entries:
             if builtin is not None and cls is builtin.cls:
                 continue
-            infos.append(_plugin_class_info(name, cls, plugin))
+            infos.append(_plugin_class_info(name, cls, owner))
     plugin_names = {i.name for i in infos}
     infos += [c for c in builtins if c.name not in plugin_names]
     infos.sort(key=lambda i: (i.name.lower(), i.source))
@@ -848,7 +849,7 @@ def auth_groups() -> dict[str, dict]:
                     logger.warning("%s.AddAuthSpec failed (%s: %s); its credential groups are "
                                    "not available", plugin.module_name, type(err).__name__, err)
                 else:
-                    groups.update(_valid_groups(collector.groups, plugin.module_name))
+                    groups.update(_valid_groups(collector.groups, plugin.module_name or plugin.name))
         spec = getattr(plugin.module, "auth_groups", None)
         if spec is not None:
             try:

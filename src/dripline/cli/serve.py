@@ -126,7 +126,7 @@ def load_service_config(args: argparse.Namespace) -> tuple[dict, Any, str | None
 def _auth_groups() -> dict:
     """Credential groups beyond 'dripline': postgres, or whatever a plugin's add_auth_spec adds."""
     try:
-        from dripline import plugins
+        from dripline.assembly import plugins
         return plugins.auth_groups()
     except ImportError:
         return {"postgres": {"username": {"default": "postgres", "env": "POSTGRES_USER"},

@@ -70,7 +70,7 @@ class Core:
 
     def __init__(self, dripline_mesh: dict | None = None, auth: Any = None, *,
                  make_connection: bool = True, service_name: str = "unknown",
-                 username: Any = None, password: Any = None, message_wait_ms: int = 1000,
+                 username: Any = None, password: Any = None, message_wait_ms: float = 1000,
                  connection_name: str | None = None, max_message_size: int | None = None,
                  max_pending_bytes: int | None = None) -> None:
         self.mesh, self.auth = mesh_and_auth(dripline_mesh, auth, username, password)

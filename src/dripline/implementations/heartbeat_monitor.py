@@ -184,9 +184,9 @@ class HeartbeatMonitor(AlertConsumer):
             self.add_child(tracker)
             logger.info("%s: now monitoring the heartbeats of %s (endpoint %s)", self.name,
                         service_name, endpoint_name)
-        tracker = self.sync_children.get(endpoint_name)
-        if isinstance(tracker, HeartbeatTracker):
-            tracker.process_heartbeat(timestamp)
+        child = self.sync_children.get(endpoint_name)
+        if isinstance(child, HeartbeatTracker):
+            child.process_heartbeat(timestamp)
 
     # ------------------------------------------------------------------ checks
     def run_checks(self) -> dict[HeartbeatTracker.Status, list[dict[str, Any]]]:

@@ -31,7 +31,16 @@ class DriplineError(RuntimeError):
 
 
 class DecodeError(DriplineError):
-    """Bytes from the wire could not be turned into a message (code 301 or 302)."""
+    """Bytes from the wire could not be turned into a message (code 301 or 302).
+
+    The decoder fills in what it could read before failing, so that the receiver can still send an
+    error reply (to `reply_to`, with `correlation_id`) or fail the waiting request.
+    """
+
+    routing_key: str | None = None
+    reply_to: str | None = None
+    correlation_id: str | None = None
+    message_type: int | None = None
 
     def __init__(self, message: str, return_code: int = 302, payload: Any = None):
         super().__init__(message, return_code, payload)

@@ -1054,12 +1054,12 @@ def _decode_envelope(routing_key: Any, properties: Any) -> Message:
     msg.sender_info = _sender_info_from(headers.get("sender_info"))
     msg.payload = None
     msg.is_valid = True
-    if cls is MsgRequest:
+    if isinstance(msg, MsgRequest):
         op_value = _header_uint(headers, "message_operation", _UINT32_MAX, ctx)
         operation = _OP_T_BY_VALUE.get(op_value)
         msg.message_operation = op_t(op_value) if operation is None else operation
         msg._lockout_key, msg.lockout_key_valid = _lockout_from_header(headers.get("lockout_key"))
-    elif cls is MsgReply:
+    elif isinstance(msg, MsgReply):
         msg.return_code = _header_uint(headers, "return_code", 999, ctx, signed_ok=False)
         msg.return_message = _header_text(headers, "return_message", ctx)
     return msg
