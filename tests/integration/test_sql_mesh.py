@@ -189,10 +189,11 @@ class TcpProxy:
 
     async def _cut(self):
         self._server.close()
-        await self._server.wait_closed()
+        # connections first: from Python 3.12 on, wait_closed() also waits for them to end
         for writer in list(self._writers):
             writer.transport.abort()
         self._writers.clear()
+        await self._server.wait_closed()
 
     def start(self):
         self._call(self._listen())
