@@ -1,6 +1,6 @@
 """The speed-ups of the request path behave exactly as the code they replace.
 
-* core/amqp.py replaces pika's header-table codec: the bytes must equal those of pika's own
+* transport/tables.py replaces pika's header-table codec: the bytes must equal those of pika's own
   functions (plus dripline's UInt32 rule) and the decoded values must be equal and of the same
   types, also for tables that are cached (sent again as the same object, received again with the
   same bytes) and then changed.
@@ -25,12 +25,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dripline.core import amqp
+from dripline.transport import tables
 from dripline.protocol.message import UInt32
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-_orig_encode_value, _orig_encode_table, _orig_decode_table, _orig_decode_value = amqp._originals
+_orig_encode_value, _orig_encode_table, _orig_decode_table, _orig_decode_value = tables._originals
 
 
 def _reference_encode_value(pieces, value):
