@@ -53,9 +53,10 @@ def test_a_missing_endpoint_module_names_the_keyword_and_the_class():
             initial_value: 0.75
             calibration: '2*{}'
     """)
-    assert message == ("svc.yaml: endpoint 'peaches': no `module:` is given, so it would be a plain "
-                       "Endpoint, which takes no keyword 'initial_value'; did you mean "
-                       "`module: KeyValueStore`? (it takes 'initial_value' and 'calibration')")
+    assert message.startswith("svc.yaml: endpoint 'peaches': no `module:` is given, so it would be "
+                              "a plain Endpoint, which takes no keyword 'initial_value'; did you "
+                              "mean `module: KeyValueStore`")  # the most general class first;
+    assert message.endswith("(it takes 'initial_value' and 'calibration')")  # plugins may follow
 
 
 def test_a_missing_service_module_names_the_keyword_and_the_class():
@@ -64,7 +65,7 @@ def test_a_missing_service_module_names_the_keyword_and_the_class():
         socket_info: "('127.0.0.1', 5025)"
     """)
     assert "which takes no keyword 'socket_info'" in message
-    assert "did you mean `module: EthernetSCPIService`?" in message
+    assert "did you mean `module: EthernetSCPIService`" in message  # installed plugins may follow
 
 
 @pytest.mark.parametrize("key", ["endpoint", "Endpoints", "endpionts"])
