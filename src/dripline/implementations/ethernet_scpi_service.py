@@ -67,6 +67,7 @@ from typing import Any, Sequence
 from dripline.protocol.errors import ConfigError
 from dripline.service.service import Service
 from dripline.protocol.throw_reply import ThrowReply
+from dripline.implementations.scpi_syntax import split_program_units
 
 __all__ = ["EthernetSCPIService", "RESEND_CHOICES", "SCPIConfigError", "is_query",
            "resend_choice"]
@@ -185,20 +186,8 @@ def resend_choice(value: Any, option: str = "resend_on_timeout") -> str:
 
 
 def _units(command: str) -> list[str]:
-    """The ``;``-separated program units of a command (``;`` inside double quotes is kept)."""
-    units: list[str] = []
-    current: list[str] = []
-    quoted = False
-    for char in command:
-        if char == '"':
-            quoted = not quoted
-        if char == ";" and not quoted:
-            units.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    units.append("".join(current))
-    return [unit.strip() for unit in units if unit.strip()]
+    """The non-empty ``;``-separated program units of a command, stripped."""
+    return [unit.strip() for unit in split_program_units(command) if unit.strip()]
 
 
 def is_query(command: str) -> bool:

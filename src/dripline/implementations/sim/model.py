@@ -18,6 +18,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from dripline.implementations.scpi_syntax import split_program_units
+
 __all__ = ["InstrumentModel", "Value", "guide_device_values", "parse_value_spec",
            "power_supply_values"]
 
@@ -196,21 +198,6 @@ def guide_device_values() -> list[Value]:
     ]
 
 
-def _split_units(line: str) -> list[str]:
-    """Split a program line on ``;`` outside double quotes."""
-    units: list[str] = []
-    current: list[str] = []
-    quoted = False
-    for char in line:
-        if char == '"':
-            quoted = not quoted
-        if char == ";" and not quoted:
-            units.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    units.append("".join(current))
-    return units
 
 
 def _split_params(text: str) -> list[str]:
@@ -282,7 +269,7 @@ class InstrumentModel:
         with self._lock:
             self.lines_executed += 1
             answers = []
-            for unit in _split_units(line):
+            for unit in split_program_units(line):
                 unit = unit.strip()
                 if not unit:
                     continue
