@@ -319,7 +319,7 @@ def test_name_and_settings_are_readable(mesh):
     assert ask(mesh, "pump", op_t.get, "temperature").payload == {"values": [21.5]}
     assert ask(mesh, "pump", op_t.get, "table.nested.b").payload == {"values": [2]}
     assert ask(mesh, "pump", op_t.get, "history.-1").payload == {"values": [3]}
-    assert ask(mesh, "logged", op_t.get, "log_interval").payload == {"values": ["0:00:05"]}
+    assert ask(mesh, "logged", op_t.get, "log_interval").payload == {"values": [5.0]}  # seconds, as set
     assert ask(mesh, "logged", op_t.get, "is_logging").payload == {"values": [False]}
     assert ask(mesh, "valve", op_t.get, "units").payload == {"values": ["V"]}
 
@@ -487,7 +487,7 @@ def test_describe_endpoint_payload(mesh):
     assert d["units"] == "V" and d["description"] == "the valve voltage"
     assert d["limits"] == {"min": 0, "max": 10, "allowed": None}
     assert d["calibration"] is None
-    assert d["settings"]["log_interval"] == "0:00:00" and "name" not in d["settings"]
+    assert d["settings"]["log_interval"] == 0.0 and "name" not in d["settings"]
 
 
 def test_describe_plugin_commands_and_parameters(mesh):

@@ -50,6 +50,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import IntEnum
 from typing import Any, ClassVar
 
@@ -325,6 +326,8 @@ def _orjson_default(value: Any) -> Any:
     to_python = getattr(value, "to_python", None)
     if to_python is not None and callable(to_python):
         return to_python()  # scarab Param
+    if isinstance(value, timedelta):  # a duration goes out as seconds, the unit of YAML intervals
+        return value.total_seconds()
     return _unconvertible(value)
 
 
@@ -365,6 +368,8 @@ def _to_plain(value: Any) -> Any:
     to_python = getattr(value, "to_python", None)
     if to_python is not None and callable(to_python):
         return _to_plain(to_python())
+    if isinstance(value, timedelta):
+        return value.total_seconds()
     try:  # whatever orjson knows natively (datetime, UUID, enum, dataclass, numpy)
         return orjson.loads(orjson.dumps(value, option=_DUMP_OPTS))
     except (TypeError, ValueError):
