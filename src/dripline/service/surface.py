@@ -426,6 +426,21 @@ class RequestSurface:
             return f"commands: {_names(self.command_names())}"
         return f"gettable: {_names(self.setting_names(obj))}"
 
+    def _plain_setting(self, obj: Any, name: str, spec: str, verb: str, refusal: str) -> Any:
+        """The current value of setting `name` for a get or set of it: 310 when there is none,
+        or when it holds something other than plain data (`refusal` says what is refused)."""
+        try:
+            value = self.read_setting(obj, name)
+        except AttributeError:
+            value = _MISSING
+        if value is _MISSING:
+            raise self._refuse(obj, name, spec, verb, _INVALID_SPECIFIER)
+        if not is_plain_data(value):
+            raise ThrowReply(_INVALID_SPECIFIER, f"endpoint {self._label(obj)}: {name!r} does not "
+                                                 f"hold plain data and {refusal}; "
+                                                 f"{self._allowed(obj, verb)}")
+        return value
+
     def _refuse(self, obj: Any, name: str, spec: str, verb: str, code: int) -> ThrowReply:
         allowed = self._allowed(obj, verb)
         label = self._label(obj)
@@ -451,16 +466,7 @@ class RequestSurface:
                                                  f"{self._allowed(obj, 'get')}")
         if not self._is_setting_name(obj, name):
             raise self._refuse(obj, name, spec, "get", _INVALID_SPECIFIER)
-        try:
-            value = self.read_setting(obj, name)
-        except AttributeError:
-            value = _MISSING
-        if value is _MISSING:
-            raise self._refuse(obj, name, spec, "get", _INVALID_SPECIFIER)
-        if not is_plain_data(value):
-            raise ThrowReply(_INVALID_SPECIFIER, f"endpoint {self._label(obj)}: {name!r} does not "
-                                                 f"hold plain data and is not available through "
-                                                 f"requests; {self._allowed(obj, 'get')}")
+        value = self._plain_setting(obj, name, spec, "get", "is not available through requests")
         value = self._descend(obj, value, tokens, spec, "get")
         if holds_secret(value):
             raise ThrowReply(_INVALID_SPECIFIER, f"endpoint {self._label(obj)}: {spec!r} holds a "
@@ -528,16 +534,7 @@ class RequestSurface:
                                                      f"{self._allowed(obj, 'set')}")
             self._set_property(obj, name, value, label)
             return
-        try:
-            current = self.read_setting(obj, name)
-        except AttributeError:
-            current = _MISSING
-        if current is _MISSING:
-            raise self._refuse(obj, name, spec, "set", _INVALID_SPECIFIER)
-        if not is_plain_data(current):
-            raise ThrowReply(_INVALID_SPECIFIER, f"endpoint {label}: {name!r} does not hold plain "
-                                                 f"data and cannot be set through requests; "
-                                                 f"{self._allowed(obj, 'set')}")
+        current = self._plain_setting(obj, name, spec, "set", "cannot be set through requests")
         if len(tokens) == 1:
             self._check_kind(label, spec, current, value)
             setattr(obj, name, value)
