@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from dripline.core import DriplineError, Endpoint, MsgReply, MsgRequest, ThrowReply, op_t
 from dripline.protocol.message import dumps_payload, loads_payload
+from dripline.service.surface import holds_secret
 from dripline.testing import MemoryMesh
 
 SENDER = {"exe": "/usr/local/bin/dl-agent", "hostname": "host", "username": "me",
@@ -783,12 +784,14 @@ def test_results_are_converted_by_the_codec():
     assert loads_payload(dumps_payload({"a": (1, 2), 3: None})) == {"a": [1, 2], "3": None}
 
 
+# values a request may hold: what reads like a credential (a secret-named key with a value, a URL
+# with a password) is withheld by the request surface on purpose (tests/unit/test_request_surface.py)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children,
                                                                       max_size=4),
-    max_leaves=20)
+    max_leaves=20).filter(lambda value: not holds_secret(value))
 
 
 @settings(max_examples=60, deadline=None)
