@@ -204,3 +204,14 @@ def test_client_and_service_recover_after_the_broker_is_killed(private_served):
 
     _check_recovery(node, ep, kill_then_start)
     assert errors_while_down == ["ConnectionError_"]
+
+
+def test_a_service_whose_queue_is_deleted_declares_it_again(private_served):
+    """The broker cancels the consumer of a deleted queue (an operator's delete_queue, or a
+    cluster cleaning up after a lost node): the service declares, binds and consumes again."""
+    node, svc, ep = private_served
+    with Interface(dripline_mesh=node.mesh(), timeout_s=5) as iface:
+        assert iface.cmd(ep, "add", [1, 1]) == 2
+        node.ctl("delete_queue", svc.name)
+        _answers_again(iface, ep, 2, 3)
+        assert any(q["name"] == svc.name for q in node.list_queues("name"))

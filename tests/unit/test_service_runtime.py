@@ -12,7 +12,7 @@ from dripline.core import Endpoint, Service
 from dripline.implementations import KeyValueStore
 from dripline.protocol.errors import ConfigError, DriplineError
 from dripline.service import children
-from dripline.service.acks import AckWindow
+from dripline.service.acks import ACK_DELAY_S, AckWindow
 from dripline.service.context import ServiceContext
 from dripline.service.lanes import Lanes
 
@@ -103,6 +103,18 @@ async def test_ack_window_holds_acknowledgements_beyond_its_size_in_order():
     assert acks == [(1, True), (2, True)]
     window.finished()  # below the size: what was held goes, in one frame covering 3 and 4
     assert acks == [(1, True), (2, True), (4, True)] and not window.held
+
+
+async def test_ack_window_batches_a_trickle_of_requests_into_one_timed_ack():
+    acks = []
+    window = AckWindow(100)
+    for tag in (1, 2, 3):  # one request at a time, each finished before the next arrives
+        window.received(lambda multiple=False, tag=tag: acks.append((tag, multiple)))
+        window.started()
+        window.finished()
+    assert acks == []  # nothing held: the acknowledgements wait for the timer
+    await asyncio.sleep(ACK_DELAY_S * 4)
+    assert acks == [(3, True)] and window.ready == [] and window.busy == 0
 
 
 # ---------------------------------------------------------------------------------- scheduling

@@ -5,10 +5,13 @@ Deliveries are acknowledged as they arrive while fewer than `size` requests are 
 beyond that acknowledgements wait until handlers finish, so the broker keeps the rest of a flood
 queued instead of pushing it all into this process's memory.
 
-Acknowledgements are sent after a handler finishes (its reply already published), as one
-`multiple` ack for everything received so far, or after ACK_DELAY_S for deliveries that start no
-handler: an ack written ahead of the reply costs the broker work on the latency path, and
-per-message acks cost it measurable CPU under load (bench/request_reply.py).
+Acknowledgements are never written ahead of a reply, and never one per request: while the window
+has room they go out as one `multiple` ack ACK_DELAY_S after the first of them, or as soon as half
+the window waits; once deliveries are held back, every finishing handler releases them at once.
+An ack on the latency path costs the broker work before it routes the reply, and per-message acks
+cost it measurable CPU under load (bench/request_reply.py). Nothing is lost by the delay: the
+request queues are the service's own (exclusive, auto-delete), so an unacknowledged request is
+never handed to anyone else; durable alert queues acknowledge on their own (alert_consumer.py).
 
 One window per channel, shared by every queue of the service (its own and its children's): the
 window releases acknowledgements in delivery order, which is what makes a `multiple` ack safe.
@@ -56,11 +59,17 @@ class AckWindow:
         self.busy += 1
 
     def finished(self) -> None:
-        """A handler finished (its reply sent): release what the window now allows."""
+        """A handler finished (its reply sent): release what the window now allows.
+
+        Held deliveries are acknowledged at once (the broker waits for them); the others wait
+        for the timer armed when they arrived, so a steady trickle of requests costs one
+        `multiple` ack per ACK_DELAY_S instead of one per request.
+        """
         self.busy -= 1
-        while self.held and self.busy < self.size:
-            self.ready.append(self.held.popleft())
-        self.flush()
+        if self.held:
+            while self.held and self.busy < self.size:
+                self.ready.append(self.held.popleft())
+            self.flush()
 
     def _ready(self, ack: Ack) -> None:
         self.ready.append(ack)

@@ -1,4 +1,4 @@
-"""The broker connection: the only module that knows the AMQP library (pika).
+"""The broker connection: reconnection, topology, publishing and consuming, over pika.
 
 Why this shape:
 * One persistent connection and one channel per process (the reference opens a new TCP connection
@@ -12,6 +12,8 @@ Why this shape:
 * dripline-cpp reads ``message_type``, ``message_operation`` and ``return_code`` as unsigned 32-bit
   header fields; pika writes Python ints as signed: `dripline.transport.tables` (imported here)
   writes them as AMQP ``i`` and speeds up pika's table codec.
+* The request/reply hot path (the loop's own transport under pika, one write per message, a short
+  path for publish and deliver frames) is `dripline.transport.frames`.
 """
 from __future__ import annotations
 
@@ -26,12 +28,12 @@ from typing import Any, Awaitable, Callable, Sequence
 
 import pika
 import pika.data
-from pika.adapters.asyncio_connection import AsyncioConnection
 from pika.exchange_type import ExchangeType
 
 from dripline.protocol.errors import ConfigError, ConnectionError_, DriplineError
 from dripline.protocol.message import WireMessage
 from dripline.transport import tables as _tables  # noqa: F401 - installs the header-table codec into pika
+from dripline.transport.frames import FastConnection, LoopIOServices
 from dripline.transport.ratelimit import LimitedLog
 
 __all__ = ["Ack", "Connection", "Queue", "OWN_NAME", "BrokerAddress", "TLSOptions", "AccessRefused",
@@ -48,6 +50,9 @@ SECURITY_DOC = "docs/security.md"
 OWN_NAME = object()
 
 MessageCallback = Callable[[str, bytes, Any, "Ack | None"], None]
+
+#: after a reconnect, the bindings are declared again after these delays (see _reassert_bindings)
+REASSERT_AFTER_RECONNECT_S = (2.0, 8.0)
 
 
 class Ack:
@@ -207,6 +212,7 @@ class Connection:
         self._reconnect_task: asyncio.Task | None = None
         self._reopen_task: asyncio.Task | None = None
         self._pub_reopen_task: asyncio.Task | None = None
+        self._side_tasks: set[asyncio.Task] = set()
         self.on_return: Callable[[Any, str], None] | None = None
         self.on_lost: list[Callable[[BaseException], None]] = []
         self.on_restored: list[Callable[[], Awaitable[None] | None]] = []
@@ -355,10 +361,10 @@ class Connection:
                 opened.set_exception(_classify_open_error(err, a))
 
         try:
-            conn = AsyncioConnection(params, on_open_callback=on_open,
-                                     on_open_error_callback=on_open_error,
-                                     on_close_callback=self._on_connection_closed,
-                                     custom_ioloop=loop)
+            conn = FastConnection(params, on_open_callback=on_open,
+                                  on_open_error_callback=on_open_error,
+                                  on_close_callback=self._on_connection_closed,
+                                  custom_ioloop=LoopIOServices(loop))
         except Exception as err:  # e.g. name resolution raised synchronously
             raise ConnectionError_(str(err)) from None
         try:
@@ -392,6 +398,7 @@ class Connection:
         self._conn.channel(on_open_callback=lambda ch: fut.done() or fut.set_result(ch))
         channel = await self._wait(fut)
         channel.add_on_close_callback(self._on_channel_closed)
+        channel.add_on_cancel_callback(self._on_consumer_cancelled)
         if self.prefetch:
             await self._call(channel.basic_qos, prefetch_count=self.prefetch)
         return channel
@@ -407,7 +414,8 @@ class Connection:
     async def close(self) -> None:
         """Close for good: no reconnect; cancel consumers and let auto-delete queues go."""
         self._closing = True
-        tasks = [t for t in (self._reconnect_task, self._reopen_task, self._pub_reopen_task)
+        tasks = [t for t in (self._reconnect_task, self._reopen_task, self._pub_reopen_task,
+                             *self._side_tasks)
                  if t is not None and not t.done() and t is not asyncio.current_task()]
         for task in tasks:
             task.cancel()
@@ -530,6 +538,52 @@ class Connection:
             exchange, wire = backlog.popleft()
             self._basic_publish(exchange, wire)
 
+    def _on_consumer_cancelled(self, frame: Any) -> None:
+        """The broker ended one of our consumers: its queue was deleted (by an operator, or by a
+        cluster cleaning up after a lost node). Declare it, bind it and consume again."""
+        tag = frame.method.consumer_tag
+        queue = next((q for q in self._queues if q.consumer_tag == tag), None)
+        if queue is None or self._closing:
+            return
+        logger.warning("the broker cancelled the consumer of the queue '%s' (the queue was "
+                       "deleted); declaring it again", queue.name)
+        queue.consumer_tag = None
+        self._spawn(self._restore_queue(queue))
+
+    async def _restore_queue(self, queue: Queue) -> None:
+        try:
+            await self._declare_queue(queue)
+            for exchange, key in queue.bindings:
+                await self._bind(queue, exchange, key)
+            if queue.consumer is not None:
+                await self._consume(queue)
+        except DriplineError as err:
+            logger.error("could not declare the queue '%s' again: %s", queue.name, err.message)
+
+    async def _reassert_bindings(self) -> None:
+        """Bind every queue again a little after a reconnect (binding is idempotent).
+
+        When a cluster node is lost, the others remove its queues' bindings by queue *name*; if
+        this process was quicker and had already declared its queues again on another node, that
+        cleanup can take the new bindings with it, and requests would find no route.
+        """
+        for delay in REASSERT_AFTER_RECONNECT_S:
+            await asyncio.sleep(delay)
+            if self._closing or not self._ready.is_set():
+                return
+            try:
+                for queue in list(self._queues):
+                    for exchange, key in list(queue.bindings):
+                        await self._bind(queue, exchange, key)
+            except DriplineError as err:
+                logger.debug("binding again after a reconnect failed: %s", err.message)
+                return
+
+    def _spawn(self, coro: Any) -> None:
+        task = self._loop.create_task(coro)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
     async def _reconnect_forever(self) -> None:
         while not self._closing:
             try:
@@ -540,6 +594,7 @@ class Connection:
                 continue
             self.reconnects += 1
             logger.info("reconnected to %s; queues and bindings restored", self.address)
+            self._spawn(self._reassert_bindings())
             for cb in list(self.on_restored):
                 try:
                     res = cb()
@@ -777,11 +832,8 @@ class Connection:
         self._basic_publish(exchange, wire)
 
     def _basic_publish(self, exchange: str, wire: WireMessage) -> None:
-        p = wire.properties
-        props = pika.BasicProperties(content_encoding=p.content_encoding,
-                                     correlation_id=p.correlation_id, message_id=p.message_id,
-                                     reply_to=p.reply_to, headers=p.headers)
-        self._pub_channel.basic_publish(exchange, wire.routing_key, wire.body, props, wire.mandatory)
+        self._conn.publish(self._pub_channel, exchange, wire.routing_key, wire.body,
+                           wire.properties, wire.mandatory)
 
     async def confirm_published(self, timeout: float = 10) -> None:
         """Return once the broker has processed everything published so far, or raise the refusal.
