@@ -280,8 +280,9 @@ class RequestHandler:
             _CLASS_ASYNC_CACHE[cls] = cached
         if cached:
             return True
-        return any(_is_user_coroutine(value) for name, value in vars(self).items()
-                   if not name.startswith("_"))
+        # every request asks this: test only the callables among the (mostly plain-data) settings
+        return any(callable(value) and not name.startswith("_") and _is_user_coroutine(value)
+                   for name, value in vars(self).items())
 
     def is_async_request(self, request: MsgRequest) -> bool:
         """True when answering `request` would call a coroutine function.
