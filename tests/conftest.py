@@ -27,6 +27,19 @@ def _fresh_log_limits() -> None:
     reset_all()
 
 
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """A command run in-process (``main([...])``) installs its own root log handler on the
+    stderr pytest captured for that test; put the root logger back afterwards, so that threads
+    of later tests do not log into a closed capture file ("--- Logging error ---")."""
+    import logging
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 @pytest.fixture(scope="session")
 def rabbitmq() -> None:
     port = int(os.environ.get("DRIPLINE_TEST_PORT", "5672"))
