@@ -16,7 +16,7 @@ import json
 import sys
 from typing import Any
 
-from .common import add_common_options, name_program, resolve, setup_logging, write_stdout
+from .common import HelpFormatter, add_common_options, name_program, resolve, setup_logging, write_stdout
 
 __all__ = ["main"]
 
@@ -54,7 +54,7 @@ def _timeout(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dl-agent", description="Send a dripline request and print the reply.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG, formatter_class=HelpFormatter)
     parser.add_argument("operation", choices=["get", "set", "cmd", "reply", "alert", "describe"])
     parser.add_argument("routing_key", help="target endpoint (or reply_to / alert routing key)")
     # default=[]: without a default argparse counts a nargs='*' positional as required and names

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["add_common_options", "name_program", "resolve", "Resolved", "setup_logging",
+__all__ = ["HelpFormatter", "add_common_options", "name_program", "resolve", "Resolved", "setup_logging",
            "stdout_gone", "version_string", "write_stdout"]
 
 MESH_OPTIONS = {  # option dest -> dripline_mesh key
@@ -22,6 +22,32 @@ MESH_OPTIONS = {  # option dest -> dripline_mesh key
     "heartbeat_routing_key": "heartbeat_routing_key",
     "max_connection_attempts": "max_connection_attempts",
 }
+
+
+def _terminal_columns() -> int:
+    """What shutil.get_terminal_size().columns says: $COLUMNS, else the terminal, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter (descriptions and epilogs kept as written) that reads the terminal
+    width itself: argparse builds a formatter for every add_argument call, and the stock one
+    imports shutil for the width, about 2 ms of every command's start (dl-agent's budget is
+    0.15 s from spawn to exit)."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         _terminal_columns() - 2 if width is None else width)
 
 
 def version_string(prog: str) -> str:

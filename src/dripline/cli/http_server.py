@@ -31,7 +31,7 @@ import signal
 import sys
 from typing import Any
 
-from .common import add_common_options, name_program, resolve, setup_logging
+from .common import HelpFormatter, add_common_options, name_program, resolve, setup_logging
 
 __all__ = ["main", "build_settings"]
 
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dl-http-server", description="HTTP gateway to a dripline mesh, with a live page of it.",
         epilog=__doc__.split("\n\n")[1] if __doc__ else None,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=HelpFormatter)
     parser.add_argument("words", nargs="*", default=[], metavar="key=value",
                         help="configuration words, e.g. http_port=9000")
     add_common_options(parser, "dl-http-server")

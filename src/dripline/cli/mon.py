@@ -21,13 +21,14 @@ import sys
 import uuid
 from typing import Any
 
-from .common import add_common_options, name_program, resolve, setup_logging, write_stdout
+from .common import HelpFormatter, add_common_options, name_program, resolve, setup_logging, write_stdout
 
 __all__ = ["main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dl-mon", description="Print dripline traffic.")
+    parser = argparse.ArgumentParser(prog="dl-mon", description="Print dripline traffic.",
+                                     formatter_class=HelpFormatter)
     parser.add_argument("words", nargs="*", metavar="key=value",
                         help="configuration words, e.g. request_key=K alert_key=K")
     add_common_options(parser, "dl-mon")
