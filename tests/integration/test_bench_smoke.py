@@ -20,11 +20,12 @@ def test_request_reply_bench_quick_runs_and_prints_its_table():
                  "replies/s C=64", "raw pika-asyncio", "AsyncInterface.get", "Interface.get",
                  "vs raw", "dl-agent get", "python -X importtime"):
         assert text in out, text
-    assert out.count("PASS") + out.count("MISS") == 6  # 2 latency, 2 throughput, 2 dl-agent
+    # 2 latency, 2 throughput, 2 server CPU, 1 dl-agent (installed, i.e. bytecode cached)
+    assert out.count("PASS") + out.count("MISS") == 7
     line = [ln for ln in out.splitlines() if ln.startswith("BENCH_JSON ")][-1]
     summary = json.loads(line[len("BENCH_JSON "):])
     assert set(summary["pass"]) == {"p50_async", "p50_sync", "tput64_async", "tput64_sync",
-                                    "agent_as_configured", "agent_pyc_cached"}
+                                    "server_cpu64_async", "server_cpu64_sync", "agent_pyc_cached"}
     for client in ("async", "sync"):
         assert summary["latency"]["p50_ms"][client + "_ratio"]["median"] > 0
         assert summary["throughput"]["64"][client]["ratio"]["median"] > 0
