@@ -242,3 +242,32 @@ async def test_the_loop_transport_carries_a_connection_to_a_stream_server():
     assert await done is None and b"".join(got) == b"world"
     server.close()
     await server.wait_closed()
+
+
+# ------------------------------------------------------------------------------ writing
+async def test_the_first_write_of_a_loop_iteration_goes_out_at_once_and_the_rest_together():
+    """One write per loop iteration at most two syscalls: the first message at once (no latency
+    added), the others of the same iteration joined when it ends (a busy service's replies)."""
+    loop = asyncio.get_running_loop()
+    writes: list[bytes] = []
+    conn = FastConnection.__new__(FastConnection)
+    conn._nbio = frames.LoopIOServices(loop)
+    conn._transport = SimpleNamespace(write=writes.append)
+    conn._adapter_emit_data(b"a")
+    assert writes == [b"a"]
+    conn._adapter_emit_data(b"b")
+    conn._adapter_emit_data(b"c")
+    assert writes == [b"a"]
+    await asyncio.sleep(0)  # the iteration ends
+    assert writes == [b"a", b"bc"]
+    await asyncio.sleep(0)
+    conn._adapter_emit_data(b"d")  # a new iteration: at once again
+    assert writes == [b"a", b"bc", b"d"]
+    conn._adapter_emit_data(b"e")
+    aborted = []
+    conn._transport.abort = lambda: aborted.append(list(writes))
+    conn._opened = True
+    conn._adapter_disconnect_stream()  # what is held goes out before the stream is cut
+    assert aborted == [[b"a", b"bc", b"d", b"e"]]
+    await asyncio.sleep(0)
+    assert writes == [b"a", b"bc", b"d", b"e"]

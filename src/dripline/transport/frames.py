@@ -12,11 +12,13 @@ objects, a content assembler) before the consumer sees the message. Here:
   carry the connection: pika's streaming-connection interface is a subset of asyncio's
   Protocol/Transport, so the loop's ``create_connection(sock=...)`` is all it takes, TLS
   included;
-* `FastConnection` writes a message's frames with one ``write``; publishes with a direct encoder
-  of the method, header and body frames (byte-identical to pika's, tested); and decodes a
-  complete basic.deliver sequence (method, header, body frames all in the buffer) in one step,
-  calling the consumer exactly as pika's channel would. Every other frame, and a delivery that
-  is not all there yet or whose consumer is being cancelled, goes through pika's own code.
+* `FastConnection` writes a message's frames with one ``write``, and the messages that follow
+  the first one in the same loop iteration with one more (bench/request_reply.py: a service's
+  CPU per request with 64 in flight went from 87 to 67 us); publishes with a direct encoder of
+  the method, header and body frames (byte-identical to pika's, tested); and decodes a complete
+  basic.deliver sequence (method, header, body frames all in the buffer) in one step, calling
+  the consumer exactly as pika's channel would. Every other frame, and a delivery that is not
+  all there yet or whose consumer is being cancelled, goes through pika's own code.
 
 It relies on a few of pika's private attributes (checked once, at import, against the installed
 pika: `FAST_PATH`); if any is missing the connection behaves exactly as pika's AsyncioConnection.
@@ -126,6 +128,31 @@ def encode_publish(channel_number: int, exchange: str, routing_key: str, body: b
 
 class FastConnection(AsyncioConnection):
     """pika's AsyncioConnection with the short paths described in the module docstring."""
+
+    #: data written after the first write of the current loop iteration, sent as one write when
+    #: the iteration ends (None: nothing written yet in this iteration)
+    _held: list[bytes] | None = None
+
+    def _adapter_emit_data(self, data: bytes) -> None:
+        """The first message of a loop iteration goes out at once (no added latency); the ones
+        that follow it in the same iteration (replies of a busy service, a burst of requests)
+        are joined into one write at the end of the iteration: one syscall instead of many."""
+        held = self._held
+        if held is not None:
+            held.append(data)
+            return
+        self._held = []
+        self._nbio.get_native_ioloop().call_soon(self._release_held)
+        super()._adapter_emit_data(data)
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, None
+        if held and self._transport is not None:
+            super()._adapter_emit_data(held[0] if len(held) == 1 else b"".join(held))
+
+    def _adapter_disconnect_stream(self) -> None:
+        self._release_held()  # e.g. the Close-Ok answering the broker's Close
+        super()._adapter_disconnect_stream()
 
     def _output_marshaled_frames(self, marshaled_frames: Any) -> None:
         data = marshaled_frames[0] if len(marshaled_frames) == 1 else b"".join(marshaled_frames)
