@@ -557,11 +557,7 @@ class Connection:
 
     async def _restore_queue(self, queue: Queue) -> None:
         try:
-            await self._declare_queue(queue)
-            for exchange, key in queue.bindings:
-                await self._bind(queue, exchange, key)
-            if queue.consumer is not None:
-                await self._consume(queue)
+            await self._replay_queue(queue)
         except DriplineError as err:
             logger.error("could not declare the queue '%s' again: %s", queue.name, err.message)
 
@@ -809,11 +805,15 @@ class Connection:
         for name in self._exchanges:
             await self._declare_exchange(name)
         for q in self._queues:
-            await self._declare_queue(q)
-            for exchange, key in q.bindings:
-                await self._bind(q, exchange, key)
-            if q.consumer is not None:
-                await self._consume(q)
+            await self._replay_queue(q)
+
+    async def _replay_queue(self, q: Queue) -> None:
+        """Declare `q` again with its bindings and its consumer (after a reconnect or a delete)."""
+        await self._declare_queue(q)
+        for exchange, key in q.bindings:
+            await self._bind(q, exchange, key)
+        if q.consumer is not None:
+            await self._consume(q)
 
     # -------------------------------------------------------------- publishing
     def publish(self, exchange: str, wire: WireMessage) -> None:

@@ -97,25 +97,21 @@ def encode_publish(channel_number: int, exchange: str, routing_key: str, body: b
     method = b"".join((_PUBLISH_HEAD, ex, rk, b"\x01" if mandatory else b"\x00"))
     flags = 0
     fields: list[bytes] = []
-    value = properties.content_encoding
-    if value is not None:
-        flags |= _FLAG_CONTENT_ENCODING
+    for flag, value in ((_FLAG_CONTENT_ENCODING, properties.content_encoding),  # wire order
+                        (_FLAG_HEADERS, properties.headers),
+                        (_FLAG_CORRELATION_ID, properties.correlation_id),
+                        (_FLAG_REPLY_TO, properties.reply_to),
+                        (_FLAG_MESSAGE_ID, properties.message_id)):
+        if value is None:
+            continue
+        flags |= flag
+        if flag == _FLAG_HEADERS:
+            encode_table(fields, value)
+            continue
         piece = _short(value)
         if piece is None:
             return None
         fields.append(piece)
-    if properties.headers is not None:
-        flags |= _FLAG_HEADERS
-        encode_table(fields, properties.headers)
-    for flag, value in ((_FLAG_CORRELATION_ID, properties.correlation_id),
-                        (_FLAG_REPLY_TO, properties.reply_to),
-                        (_FLAG_MESSAGE_ID, properties.message_id)):
-        if value is not None:
-            flags |= flag
-            piece = _short(value)
-            if piece is None:
-                return None
-            fields.append(piece)
     size = len(body)
     header = _pack_HHQH(_BASIC_CLASS, 0, size, flags) + b"".join(fields)
     out = [_pack_head(_FRAME_METHOD, channel_number, len(method)), method, _FRAME_END_BYTE,
