@@ -45,11 +45,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any, Callable
+
+from _children import die_with_parent, spawn, start_watchdog  # beside this script
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 TARGET_RAW_RATIO = 0.6
@@ -61,30 +62,6 @@ IDLE_TIMEOUT_S = 20  # a phase ends when no new row arrived for this long (somet
 
 # ---------------------------------------------------------------------------------------------
 # child safety
-def _die_with_parent() -> None:
-    try:
-        import ctypes
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:  # not Linux: the watchdog below still ends the child
-        pass
-
-
-def _start_watchdog(max_seconds: float) -> None:
-    parent = os.getppid()
-    deadline = time.monotonic() + max_seconds
-
-    def watch() -> None:
-        while time.monotonic() < deadline and os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(3)
-    threading.Thread(target=watch, daemon=True).start()
-
-
-def spawn(cmd: list[str], **kw: Any) -> subprocess.Popen:
-    return subprocess.Popen(cmd, preexec_fn=_die_with_parent, **kw)
-
-
 def stop(procs: list[subprocess.Popen], sig: int = signal.SIGTERM) -> None:
     for p in procs:
         if p.poll() is None:
@@ -103,8 +80,8 @@ def stop(procs: list[subprocess.Popen], sig: int = signal.SIGTERM) -> None:
 # ---------------------------------------------------------------------------------------------
 # child roles
 def publisher_main(args: argparse.Namespace) -> None:
-    _die_with_parent()
-    _start_watchdog(CHILD_MAX_S)
+    die_with_parent()
+    start_watchdog(CHILD_MAX_S)
     from dripline.transport.bridge import new_event_loop
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
@@ -156,8 +133,8 @@ async def _publish(args: argparse.Namespace) -> tuple[float, float, float]:
 
 
 def consumer_main(args: argparse.Namespace) -> None:
-    _die_with_parent()
-    _start_watchdog(CHILD_MAX_S)
+    die_with_parent()
+    start_watchdog(CHILD_MAX_S)
     from dripline.transport.bridge import new_event_loop
     loop = new_event_loop()
     asyncio.set_event_loop(loop)

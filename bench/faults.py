@@ -65,6 +65,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+from _children import die_with_parent, spawn, start_watchdog  # beside this script
+
 PHASES = ("restarts", "exceptions", "fuzz", "chunks", "logger")
 MB = 1024 * 1024
 CHILD_MAX_S = 1800          # any child process ends itself after this long
@@ -77,31 +79,6 @@ UINT32_CHUNKS = 4294967296
 
 # ---------------------------------------------------------------------------------------------
 # child safety: children die with this process, and end themselves after CHILD_MAX_S
-def _die_with_parent() -> None:
-    try:
-        import ctypes
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:  # not Linux: the children's own watchdogs still end them
-        pass
-
-
-def _start_watchdog(max_seconds: float) -> None:
-    parent = os.getppid()
-    deadline = time.monotonic() + max_seconds
-
-    def watch() -> None:
-        while time.monotonic() < deadline and os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(3)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
-def spawn(cmd: list[str], **kw: Any) -> subprocess.Popen:
-    return subprocess.Popen(cmd, preexec_fn=_die_with_parent, **kw)
-
-
 def rss_bytes(pid: int | None) -> int:
     if pid is None:
         return 0
@@ -213,7 +190,8 @@ class ServiceProc:
     def start(self) -> "ServiceProc":
         log = open(self.log_path, "ab")
         self.proc = spawn([sys.executable, "-m", "dripline.cli.serve", "-c", str(self.path)],
-                          stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                          signal.SIGKILL, stdout=log, stderr=subprocess.STDOUT,
+                          stdin=subprocess.DEVNULL)
         log.close()
         self.bench.guard.watch(self.proc.pid)
         deadline = time.monotonic() + SERVICE_START_S
@@ -551,8 +529,8 @@ class CuttableProxy:
 # child role: the long-lived client of the restarts phase
 
 def client_main(args: argparse.Namespace) -> None:
-    _die_with_parent()
-    _start_watchdog(CHILD_MAX_S)
+    die_with_parent(signal.SIGKILL)
+    start_watchdog(CHILD_MAX_S)
     # the reconnect warnings expected here go to a file beside the records, not into the table
     logging.basicConfig(filename=args.out + ".log", level=logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -681,7 +659,7 @@ class Bench:
                         "--port", str(self.node.port), "--endpoint", ep, "--out", str(out),
                         "--concurrency", str(a.concurrency), "--request-timeout",
                         str(a.request_timeout)],
-                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                       signal.SIGKILL, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         line = client.stdout.readline() if client.stdout else ""
         if not line.startswith("READY"):
             raise RuntimeError(f"load client did not start: {line!r}")

@@ -45,6 +45,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from _children import die_with_parent, start_watchdog, terminate_self  # beside this script
+
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 TARGET_OVERHEAD_MS = 1.0
 TARGET_P99_MS = 250.0
@@ -55,31 +57,14 @@ START_TIMEOUT_S = 60
 
 
 # ============================================================================== children
-def _die_with_parent(max_seconds: float) -> None:
-    """In a child: exit when the parent dies or after max_seconds (bounded life)."""
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-    parent, deadline = os.getppid(), time.monotonic() + max_seconds
-
-    def watch() -> None:
-        while time.monotonic() < deadline and os.getppid() == parent:
-            time.sleep(0.5)
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(5)
-        os._exit(3)
-    threading.Thread(target=watch, daemon=True).start()
-
-
 def _mesh(args: argparse.Namespace) -> dict:
     return {"broker": args.host, "broker_port": args.port}
 
 
 def mini_main(args: argparse.Namespace) -> None:
     """A minimal gateway: GET /dl/<path> -> AsyncInterface get -> JSON; nothing else."""
-    _die_with_parent(CHILD_MAX_S)
+    die_with_parent()
+    start_watchdog(CHILD_MAX_S, terminate_self, grace_s=5)
     import orjson
     import uvloop
 
@@ -135,7 +120,8 @@ def mini_main(args: argparse.Namespace) -> None:
 
 def publisher_main(args: argparse.Namespace) -> None:
     """Send sensor_value alerts for FLOOD_ENDPOINTS endpoints at FLOOD_HZ each for flood_s."""
-    _die_with_parent(CHILD_MAX_S)
+    die_with_parent()
+    start_watchdog(CHILD_MAX_S, terminate_self, grace_s=5)
     import uvloop
 
     from dripline.client.session import Core

@@ -52,6 +52,8 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+from _children import die_with_parent, start_watchdog, terminate_self  # beside this script
+
 RAW_EXCHANGE = "bench.requests"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 TARGET_P50_RATIO = 1.5          # dripline p50 latency <= 1.5 x raw
@@ -67,35 +69,10 @@ CLIENT_LABEL = {"raw": "raw pika-asyncio", "async": "AsyncInterface.get",
 
 
 # ============================================================================== child processes
-def _die_with_parent() -> None:
-    """preexec_fn: the kernel sends SIGTERM to this child when the parent dies (Linux)."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass  # the polling watchdog below still applies
-
-
-def _start_watchdog(max_seconds: float, on_expire: Callable[[], None]) -> None:
-    """Call on_expire when the parent process is gone or max_seconds have passed (bounded life)."""
-    parent = os.getppid()
-    deadline = time.monotonic() + max_seconds
-
-    def watch() -> None:
-        while time.monotonic() < deadline and os.getppid() == parent:
-            time.sleep(0.5)
-        on_expire()
-        time.sleep(10)
-        os._exit(3)  # on_expire did not end the process in time
-
-    threading.Thread(target=watch, name="bench-watchdog", daemon=True).start()
-
-
 def raw_server_main(args: argparse.Namespace) -> None:
     """Raw echo RPC server: pika AsyncioConnection + uvloop; body echoed, no dripline headers."""
     import uvloop
-    _start_watchdog(args.max_seconds, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    start_watchdog(args.max_seconds, terminate_self)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(_raw_serve(args))
 
@@ -152,7 +129,7 @@ async def _raw_serve(args: argparse.Namespace) -> None:
 
 def dl_server_main(args: argparse.Namespace) -> None:
     """dripline service via dl-serve's own entry point, with a bounded life."""
-    _start_watchdog(args.max_seconds, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    start_watchdog(args.max_seconds, terminate_self)
     from dripline.cli import serve
     serve.main(["-q", "-c", args.config])
 
@@ -556,7 +533,7 @@ class Children:
              "--host", self.args.host, "--port", str(self.args.port),
              "--max-seconds", str(self.args.child_max_seconds)],
             stdout=subprocess.PIPE if pipe else log, stderr=log, text=True,
-            preexec_fn=_die_with_parent)
+            preexec_fn=die_with_parent)
         log.close()
         self.procs.append(proc)
         self.logs[proc.pid] = log_name
