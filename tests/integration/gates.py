@@ -1,4 +1,5 @@
-"""A handler that blocks until the test releases it, and a raw publisher of many requests.
+"""A handler that blocks until the test releases it, a raw publisher of many requests, and the
+polling helpers the raw-AMQP tests share (`take`, `wait_for`).
 
 Used to hold a service in a known state (one request in a handler, the rest waiting) without
 sleeping: the test waits on events and counts, never on time.
@@ -68,18 +69,25 @@ class RawRequests:
 
     def replies(self, n: int, timeout: float = 60.0) -> list[tuple[str, int, object]]:
         """The next `n` replies as (correlation id, return code, payload), in arrival order."""
-        got = []
-        deadline = time.monotonic() + timeout
-        while len(got) < n and time.monotonic() < deadline:
-            method, props, body = self.ch.basic_get(self.queue, auto_ack=True)
-            if method is None:
-                self.conn.process_data_events(0.05)
-                continue
-            got.append((props.correlation_id, props.headers["return_code"], json.loads(body)))
-        return got
+        return [(props.correlation_id, props.headers["return_code"], json.loads(body))
+                for _, props, body in take(self.conn, self.ch, self.queue, n, timeout)]
 
     def close(self) -> None:
         self.conn.close()
+
+
+def take(conn, ch, queue: str, n: int, timeout: float) -> list:
+    """Up to `n` messages (method, properties, body) from `queue`, in arrival order, waiting at
+    most `timeout` seconds for them."""
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        method, props, body = ch.basic_get(queue, auto_ack=True)
+        if method is None:
+            conn.process_data_events(0.05)
+            continue
+        got.append((method, props, body))
+    return got
 
 
 def wait_for(condition, timeout: float = 30.0) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 
 import pika
@@ -21,6 +20,7 @@ from dripline.protocol.message import MsgReply, op_t
 from dripline.testing import test_mesh, unique_name
 
 from .endpoints import Echo
+from .gates import take, wait_for
 
 WAIT_MS = 200  # the service's chunk wait: short, so that expiries come quickly
 
@@ -58,15 +58,7 @@ class RawClient:
 
     def replies(self, n: int, timeout: float = 30.0) -> list:
         """Up to `n` replies (properties, body), waiting at most `timeout` for them."""
-        got = []
-        deadline = time.monotonic() + timeout
-        while len(got) < n and time.monotonic() < deadline:
-            method, props, body = self.ch.basic_get(self.queue, auto_ack=True)
-            if method is None:
-                self.conn.process_data_events(0.05)
-                continue
-            got.append((props, body))
-        return got
+        return [(props, body) for _, props, body in take(self.conn, self.ch, self.queue, n, timeout)]
 
     def close(self) -> None:
         self.conn.close()
@@ -89,14 +81,6 @@ def quick(dl_service):
     dl_service(svc)
     return svc, ep.name
 
-
-def _wait_for(condition, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 # ------------------------------------------------------------------------------------------
@@ -128,7 +112,7 @@ def test_tiny_first_chunks_announcing_a_million_chunks_get_small_replies(quick, 
         assert _size(props, body) <= sent[props.correlation_id] + 1024
         assert len(body) <= 10 + 1024
     assembler = svc.runtime.receiver.assembler
-    assert _wait_for(lambda: len(assembler) == 0) and assembler.held_bytes == 0
+    assert wait_for(lambda: len(assembler) == 0) and assembler.held_bytes == 0
     assert dl_interface.get(ep) == {"value": None}
 
 
@@ -143,7 +127,7 @@ def test_incomplete_100kB_chunks_are_released_after_expiry(quick, raw, dl_interf
     assert len(replies) == n // 2
     assert all(p.headers["return_code"] == 302 for p, _ in replies)
     assert all(len(body) < 300 for _, body in replies)  # no padded payload
-    assert _wait_for(lambda: assembler.stats["expired"] + assembler.stats["evicted"] >= n)
+    assert wait_for(lambda: assembler.stats["expired"] + assembler.stats["evicted"] >= n)
     assert assembler.held_bytes == 0 and len(assembler) == 0
     assert dl_interface.cmd(ep, "add", [2, 2]) == 4
 

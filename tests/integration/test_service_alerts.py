@@ -13,6 +13,8 @@ import pytest
 
 from dripline.testing import unique_name
 
+from .gates import take
+
 
 class AlertTap:
     """A raw pika consumer bound to the alerts exchange, for looking at what services send."""
@@ -25,15 +27,8 @@ class AlertTap:
         self.ch.queue_bind(self.queue, "alerts", key)
 
     def collect(self, n: int, timeout: float) -> list[tuple[str, dict, object]]:
-        got = []
-        deadline = time.monotonic() + timeout
-        while len(got) < n and time.monotonic() < deadline:
-            method, props, body = self.ch.basic_get(self.queue, auto_ack=True)
-            if method is None:
-                self.conn.process_data_events(0.05)
-                continue
-            got.append((method.routing_key, json.loads(body), props))
-        return got
+        return [(method.routing_key, json.loads(body), props)
+                for method, props, body in take(self.conn, self.ch, self.queue, n, timeout)]
 
     def close(self) -> None:
         self.conn.close()
