@@ -72,6 +72,16 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(run(args))
 
 
+def _string_list(value: Any, message: str, *, empty_ok: bool = False) -> list[str]:
+    """A string, or a list of non-empty strings (empty only when `empty_ok`), as a list;
+    ValueError(message) for anything else."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not (items or empty_ok) \
+            or not all(isinstance(item, str) and item for item in items):
+        raise ValueError(message)
+    return list(items)
+
+
 def build_settings(config: dict) -> Any:
     """GatewaySettings from the configuration; ValueError naming the key that is wrong."""
     from dripline.web.app import GatewaySettings
@@ -95,24 +105,17 @@ def build_settings(config: dict) -> Any:
         setattr(settings, "timeout" if key == "timeout" else key, number)
     if config.get("web_root") is not None:
         settings.web_root = str(config["web_root"])
-    keys = config.get("alert_keys")
-    if keys is not None:
-        keys = [keys] if isinstance(keys, str) else keys
-        if not isinstance(keys, list) or not keys or not all(isinstance(k, str) and k for k in keys):
-            raise ValueError("alert_keys must be a binding key or a list of them, e.g. ['#']")
-        settings.alert_keys = list(keys)
-    services = config.get("services")
-    if services is not None:
-        services = [services] if isinstance(services, str) else services
-        if not isinstance(services, list) or not services or not all(isinstance(p, str) and p for p in services):
-            raise ValueError("services must be a shell pattern of service names or a list of them, e.g. ['cryo_*']")
-        settings.services = list(services)
-    hosts = config.get("allowed_hosts")
-    if hosts is not None:
-        hosts = [hosts] if isinstance(hosts, str) else hosts
-        if not isinstance(hosts, list) or not all(isinstance(h, str) and h for h in hosts):
-            raise ValueError("allowed_hosts must be a host name or a list of them")
-        settings.allowed_hosts = list(hosts)
+    if config.get("alert_keys") is not None:
+        settings.alert_keys = _string_list(
+            config["alert_keys"], "alert_keys must be a binding key or a list of them, e.g. ['#']")
+    if config.get("services") is not None:
+        settings.services = _string_list(
+            config["services"],
+            "services must be a shell pattern of service names or a list of them, e.g. ['cryo_*']")
+    if config.get("allowed_hosts") is not None:
+        settings.allowed_hosts = _string_list(
+            config["allowed_hosts"], "allowed_hosts must be a host name or a list of them",
+            empty_ok=True)
     if settings.heartbeat_gone_s < settings.heartbeat_late_s:
         raise ValueError("heartbeat_gone_s must not be below heartbeat_late_s")
     return settings
