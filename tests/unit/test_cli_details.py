@@ -279,3 +279,19 @@ def test_agent_reports_a_misspelt_auth_item_without_the_value(tmp_path, restore_
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "'pasword'" in err and "'password'" in err
     assert SECRET not in err
+
+
+@pytest.mark.parametrize("key, empty_ok", [("alert_keys", False), ("services", False),
+                                           ("allowed_hosts", True)])
+def test_http_server_list_settings_take_a_string_or_a_list_of_strings(key, empty_ok):
+    from dripline.cli.http_server import build_settings
+    assert getattr(build_settings({key: "a"}), key) == ["a"]
+    assert getattr(build_settings({key: ["a", "b"]}), key) == ["a", "b"]
+    for bad in ("", ["a", ""], ["a", 3], 5, ("a",)):
+        with pytest.raises(ValueError, match=key):
+            build_settings({key: bad})
+    if empty_ok:
+        assert getattr(build_settings({key: []}), key) == []
+    else:
+        with pytest.raises(ValueError, match=key):
+            build_settings({key: []})
