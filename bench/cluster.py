@@ -129,6 +129,24 @@ def _install_stop(stop: asyncio.Event) -> None:
         loop.add_signal_handler(sig, stop.set)
 
 
+async def _serve_until_stopped(args: argparse.Namespace, service: Any, role: str) -> _Watch:
+    """Start `service`, watch its connection (status file, outages) and serve until a stop
+    signal, parent death or --max-s; then stop it. Returns the outage watch."""
+    stop = asyncio.Event()
+    _install_stop(stop)
+    watch, status = _Watch(), {"role": role}
+    await service.start()
+    supervisor = asyncio.ensure_future(_supervise(args, stop, lambda: service.core.connection,
+                                                  watch, status))
+    listening = asyncio.ensure_future(service.listen())
+    await stop.wait()
+    service.cancel()
+    await listening
+    await service.stop_async()
+    await supervisor
+    return watch
+
+
 async def run_service(args: argparse.Namespace) -> dict:
     from dripline.core import Endpoint, Service
 
@@ -141,18 +159,7 @@ async def run_service(args: argparse.Namespace) -> dict:
 
     service = Service(args.name, dripline_mesh=json.loads(args.mesh), heartbeat_interval_s=0)
     service.add_child(Counted(name=args.endpoint))
-    stop = asyncio.Event()
-    _install_stop(stop)
-    watch, status = _Watch(), {"role": "service"}
-    await service.start()
-    supervisor = asyncio.ensure_future(_supervise(args, stop, lambda: service.core.connection,
-                                                  watch, status))
-    listening = asyncio.ensure_future(service.listen())
-    await stop.wait()
-    service.cancel()
-    await listening
-    await service.stop_async()
-    await supervisor
+    watch = await _serve_until_stopped(args, service, "service")
     return {"handled": gaps.count, "longest_gap_s": gaps.longest, "longest_down_s": watch.result(),
             "reconnects": service.core.connection.reconnects if service.core.connection else 0}
 
@@ -179,18 +186,7 @@ async def run_logger(args: argparse.Namespace) -> dict:
                     endpoints=[{"name": endpoint, "module": "SQLTable", "table_name": args.table,
                                 "required_insert_names": ["sensor_name", "timestamp",
                                                           "value_raw"]}])
-    stop = asyncio.Event()
-    _install_stop(stop)
-    watch, status = _Watch(), {"role": "logger"}
-    await logger.start()
-    supervisor = asyncio.ensure_future(_supervise(args, stop, lambda: logger.core.connection,
-                                                  watch, status))
-    listening = asyncio.ensure_future(logger.listen())
-    await stop.wait()
-    logger.cancel()
-    await listening
-    await logger.stop_async()
-    await supervisor
+    watch = await _serve_until_stopped(args, logger, "logger")
     return {"received": logger.counters["received"], "stored": logger.counters["stored"],
             "longest_gap_s": gaps.longest, "longest_down_s": watch.result(),
             "reconnects": logger.core.connection.reconnects if logger.core.connection else 0}
